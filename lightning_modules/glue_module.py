@@ -1,0 +1,93 @@
+"""The LightningModule that fine-tunes, evaluates and searches one GLUE classifier.
+
+Pruning callbacks talk to it through a small protocol (`PrunableModule`): the Hugging Face model
+as `.model`, its structured gates as `.masks` (or None), and `.task_metrics`. In `search` mode a
+training epoch is one pass of Michel et al.'s importance over the selection split: each batch
+runs forward with the gates as leaf tensors and takes the gradient with respect to the gates only
+(no weight gradients, no optimizer), so a Lightning fit gives the search its progress bar,
+logging, DDP and checkpoint/resume for free.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from lightning_modules.metrics import TaskMetrics
+from lottery.importance import gate_gradients
+from lottery.masks import StructuredMasks
+from lottery.tasks import GlueTask, get_task
+
+
+class PrunableModule(Protocol):
+    model: nn.Module
+    masks: StructuredMasks | None
+    task_metrics: TaskMetrics
+
+
+class GlueModule(pl.LightningModule):
+    def __init__(self, model: nn.Module, task: str | GlueTask, lr: float = 2e-5, adam_eps: float = 1e-8,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
+                 search: bool = False):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "masks", "task"])
+        self.model = model
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.task_metrics = TaskMetrics(self.task)
+        self.masks = masks
+        self._mask_handle = masks.attach(model) if masks is not None else None
+        self.search = search
+        self.automatic_optimization = not search
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.model(**batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        if self.search:
+            head_grad, mlp_grad, logits, loss = gate_gradients(self.model, self.masks, batch)
+            self.task_metrics.update(0, logits, batch["labels"])
+            self.log("search/loss", loss.detach(), prog_bar=True, batch_size=len(batch["labels"]))
+            return {"head_grad": head_grad, "mlp_grad": mlp_grad}
+        loss = self(batch).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        # HF models load in eval mode and Lightning keeps a module's mode: set it explicitly.
+        # Importance is measured without dropout, as in the paper.
+        self.model.train(not self.search)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        output = self(batch)
+        self.task_metrics.update(dataloader_idx, output.logits, batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.task_metrics.compute()
+        self.task_metrics.reset()
+        self.log_dict({f"val/{name}": value for name, value in values.items()}, prog_bar=True)
+
+    def configure_optimizers(self):
+        if self.search:
+            return None
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (no_decay if parameter.ndim < 2 else decay).append(parameter)  # biases and LayerNorm
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr, eps=self.hparams.adam_eps,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_ratio * total)
+
+        def linear(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

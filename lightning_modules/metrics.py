@@ -1,0 +1,58 @@
+"""The dev metrics of each GLUE task as torchmetrics, so they are exact over the whole dev set and
+synchronised across DDP ranks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassMatthewsCorrCoef
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+
+from lottery.tasks import GlueTask, split_suffix
+
+
+def metric_collection(task: GlueTask, split: str) -> MetricCollection:
+    suffix = split_suffix(split)
+    others = {split_suffix(name) for name in task.eval_splits} - {"", suffix}
+    if suffix:
+        wanted = {name.removesuffix(suffix) for name in task.metrics if name.endswith(suffix)}
+    else:
+        wanted = {name for name in task.metrics if not any(name.endswith(other) for other in others)}
+    factories = {
+        "accuracy": lambda: MulticlassAccuracy(num_classes=max(task.num_labels, 2), average="micro"),
+        "f1": BinaryF1Score,
+        "mcc": lambda: MulticlassMatthewsCorrCoef(num_classes=task.num_labels),
+        "pearson": PearsonCorrCoef,
+        "spearman": SpearmanCorrCoef,
+    }
+    return MetricCollection({name + suffix: factories[name]() for name in sorted(wanted)})
+
+
+class TaskMetrics(nn.Module):
+    """One MetricCollection per dev split; `compute()` adds the derived pruning metric."""
+
+    def __init__(self, task: GlueTask):
+        super().__init__()
+        self.task = task
+        self.splits = list(task.eval_splits)
+        self.collections = nn.ModuleList(metric_collection(task, split) for split in self.splits)
+
+    def update(self, split_index: int, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.task.is_regression:
+            preds = logits.squeeze(-1).float()
+        else:
+            preds = logits.argmax(dim=-1)
+        self.collections[split_index].update(preds, labels)
+
+    def compute(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for collection in self.collections:
+            values.update({k: float(v) for k, v in collection.compute().items()})
+        if self.task.pruning_metric == "pearson_spearman":
+            values["pearson_spearman"] = (values["pearson"] + values["spearman"]) / 2
+        return values
+
+    def reset(self) -> None:
+        for collection in self.collections:
+            collection.reset()

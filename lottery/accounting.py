@@ -1,0 +1,67 @@
+"""How much of the encoder a structured ticket keeps (the paper's "% of non-embedding parameters")."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lottery.masks import StructuredMasks, check_shape
+from lottery.models import encoder_layers, model_shape
+from lottery.pruning import pruned_structure
+
+
+def encoder_parameter_count(model: nn.Module) -> int:
+    """Parameters of the transformer blocks (`encoder_layers`): q/k/v, attention output dense,
+    both LayerNorms, intermediate and output dense, weights and biases. Embeddings, pooler and
+    classifier are not counted."""
+    return sum(parameter.numel() for parameter in encoder_layers(model).parameters())
+
+
+def _unit_sizes(model: nn.Module) -> tuple[int, int]:
+    """Parameters owned by one head and by one MLP block in the unpruned architecture.
+
+    A head owns its q/k/v rows and biases and its columns of attention.output.dense; an MLP
+    owns intermediate.dense and output.dense (weights and biases).
+    """
+    config = model.config
+    hidden = int(config.hidden_size)
+    head_dim = int(encoder_layers(model)[0].attention.self.attention_head_size)
+    intermediate = int(config.intermediate_size)
+    per_head = 3 * (hidden * head_dim + head_dim) + hidden * head_dim
+    per_mlp = hidden * intermediate + intermediate + intermediate * hidden + hidden
+    return per_head, per_mlp
+
+
+def structured_size(model: nn.Module, masks: StructuredMasks) -> dict[str, float | int]:
+    """Heads, MLPs and encoder parameters that `masks` keep, against the full architecture.
+
+    Works on a full or an already pruned model (masks use original head indices; a unit already
+    removed counts as not kept). `params_kept` equals the encoder parameter count of the model
+    after `prune_structure(model, masks)`; LayerNorms and the attention-output bias always remain.
+    """
+    check_shape(masks.shape, model_shape(model), "StructuredMasks passed to structured_size")
+    num_layers, num_heads = masks.shape
+    per_head, per_mlp = _unit_sizes(model)
+    structure = pruned_structure(model)
+    head_gates = masks.head.detach().cpu().tolist()
+    mlp_gates = masks.mlp.detach().cpu().tolist()
+    heads_kept = mlps_kept = params_kept = params_total = 0
+    for index, layer in enumerate(encoder_layers(model)):
+        present_heads = structure["heads"][index]
+        present_mlp = structure["mlps"][index]
+        layer_params = sum(parameter.numel() for parameter in layer.parameters())
+        always_kept = layer_params - len(present_heads) * per_head - present_mlp * per_mlp
+        layer_heads = sum(1 for head in present_heads if head_gates[index][head] == 1)
+        layer_mlp = int(present_mlp == 1 and mlp_gates[index] == 1)
+        heads_kept += layer_heads
+        mlps_kept += layer_mlp
+        params_kept += always_kept + layer_heads * per_head + layer_mlp * per_mlp
+        params_total += always_kept + num_heads * per_head + per_mlp
+    return {
+        "heads_kept": heads_kept,
+        "heads_total": num_layers * num_heads,
+        "mlps_kept": mlps_kept,
+        "mlps_total": num_layers,
+        "params_kept": params_kept,
+        "params_total": params_total,
+        "size_pct": 100.0 * params_kept / params_total,
+    }

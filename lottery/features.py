@@ -1,0 +1,121 @@
+"""Tokenised GLUE splits with an on-disk cache, and dynamic padding.
+
+Tokenising SST-2's 67k sentences takes seconds; every job of a sweep reuses the cached tensors,
+keyed by the source file's content, the tokenizer and the maximum length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from lottery.glue_data import Examples, read_split, resolve_glue_dir, split_file
+from lottery.tasks import GlueTask
+
+
+class TokenizedSplit(Dataset):
+    """Token ids of one split, unpadded; `lengths` feeds the length-grouped sampler."""
+
+    def __init__(self, input_ids: list[list[int]], token_type_ids: list[list[int]], labels: Sequence):
+        self.input_ids = input_ids
+        self.token_type_ids = token_type_ids
+        self.labels = list(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {
+            "input_ids": self.input_ids[index],
+            "token_type_ids": self.token_type_ids[index],
+            "labels": self.labels[index],
+        }
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def subset(self, indices: Sequence[int]) -> "TokenizedSplit":
+        return TokenizedSplit(
+            [self.input_ids[i] for i in indices], [self.token_type_ids[i] for i in indices],
+            [self.labels[i] for i in indices],
+        )
+
+
+def tokenize(examples: Examples, tokenizer, max_length: int) -> TokenizedSplit:
+    columns = list(zip(*examples.texts))
+    encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=False)
+    token_types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+    return TokenizedSplit(encoded["input_ids"], token_types, examples.labels)
+
+
+def _source_key(task: GlueTask, split: str, glue_dir: Path | None) -> str:
+    if glue_dir is None:
+        return f"hub:{task.hub_config}:{split}"
+    path = split_file(task, glue_dir, split)
+    if not path.is_file():
+        return f"missing:{path}"  # read_split raises the helpful error
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _tokenizer_key(tokenizer) -> str:
+    vocab = sorted(tokenizer.get_vocab().items())[:: max(1, len(tokenizer) // 512)]  # a cheap fingerprint
+    return f"{type(tokenizer).__name__}:{len(tokenizer)}:{vocab}:{tokenizer.model_max_length}"
+
+
+def load_tokenized(
+    task: GlueTask, split: str, tokenizer, max_length: int, glue_dir: str | None, cache_dir: str | Path | None
+) -> TokenizedSplit:
+    """A tokenised split, read from the cache when the same source and tokenizer were seen."""
+    folder = resolve_glue_dir(glue_dir)
+    key = hashlib.sha1(
+        f"{_source_key(task, split, folder)}|{_tokenizer_key(tokenizer)}|{max_length}".encode()
+    ).hexdigest()[:16]
+    cache_file = Path(cache_dir) / task.name / f"{split}-{key}.pt" if cache_dir else None
+    if cache_file is not None and cache_file.is_file():
+        data = torch.load(cache_file, weights_only=True)
+        return TokenizedSplit(data["input_ids"], data["token_type_ids"], data["labels"])
+    dataset = tokenize(read_split(task, split, glue_dir), tokenizer, max_length)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+        torch.save({"input_ids": dataset.input_ids, "token_type_ids": dataset.token_type_ids,
+                    "labels": dataset.labels}, tmp)
+        os.replace(tmp, cache_file)
+    return dataset
+
+
+def holdout_indices(num_train: int, size: int, seed: int) -> list[int]:
+    """A seeded slice of the training set (sorted indices) used to select masks off dev."""
+    if size >= num_train:
+        raise ValueError(f"holdout of {size} examples leaves nothing to train on ({num_train} in train)")
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_train, generator=generator)[:size].tolist())
+
+
+class PadCollator:
+    """Pads a batch to its longest sequence (or to `pad_to` for fixed-length comparisons)."""
+
+    def __init__(self, pad_token_id: int, regression: bool, pad_to: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.regression = regression
+        self.pad_to = pad_to
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.tensor(feature["input_ids"])
+            token_type_ids[row, :n] = torch.tensor(feature["token_type_ids"])
+            attention_mask[row, :n] = 1
+        labels = torch.tensor([f["labels"] for f in features], dtype=torch.float if self.regression else torch.long)
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+                "labels": labels}

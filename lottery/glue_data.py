@@ -1,0 +1,133 @@
+"""Reading GLUE splits from the classic TSV layout or from the Hugging Face hub.
+
+Both sources return the same `Examples`: one or two text columns and a label column (class ids
+in the hub's order, or floats for STS-B). TSV files are read with quoting off, as the GLUE
+processors do: some fields begin with a bare `"`, which a default CSV reader would merge with
+the next rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lottery.tasks import GlueTask
+
+HUB_DATASET = "nyu-mll/glue"
+
+csv.field_size_limit(sys.maxsize)
+
+
+class GlueDataError(ValueError):
+    """Missing or malformed GLUE data, with what to do about it."""
+
+
+@dataclass
+class Examples:
+    texts: list[tuple[str, ...]]
+    labels: list[float] | list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: list[int]) -> "Examples":
+        return Examples([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+
+def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
+    """The local GLUE folder: the given one, else env GLUE_DIR, else None (use the hub)."""
+    chosen = glue_dir if glue_dir not in (None, "") else os.environ.get("GLUE_DIR") or None
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def split_file(task: GlueTask, glue_dir: Path, split: str) -> Path:
+    name = "train.tsv" if split == "train" else task.dev_files.get(split)
+    if name is None:
+        raise GlueDataError(f"task {task.name} has no split {split!r}; splits: train, {', '.join(task.dev_files)}")
+    return glue_dir / task.folder / name
+
+
+def read_tsv_split(task: GlueTask, glue_dir: Path, split: str) -> Examples:
+    path = split_file(task, glue_dir, split)
+    if not path.is_file():
+        raise GlueDataError(
+            f"GLUE file not found: {path}\n"
+            f"Provide GLUE either as a local folder in the classic layout (<dir>/{task.folder}/{path.name}) "
+            f"with data.glue_dir=<dir> or env GLUE_DIR=<dir>, or from the Hugging Face hub "
+            f"({HUB_DATASET}) with data.glue_dir=null and GLUE_DIR unset."
+        )
+    return read_tsv(path, task)
+
+
+def read_tsv(path: Path, task: GlueTask) -> Examples:
+    layout = task.tsv
+    texts: list[tuple[str, ...]] = []
+    labels: list = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # utf-8-sig drops MRPC's BOM
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        columns: dict[str | int, int] = {}
+        for line_no, row in enumerate(rows, start=1):
+            if layout.has_header and line_no == 1:
+                columns = {name: i for i, name in enumerate(row)}
+                missing = [c for c in (*layout.text_columns, layout.label_column) if c not in columns]
+                if missing:
+                    raise GlueDataError(f"{path}:1: header lacks column(s) {missing} for task {task.name}: {row}")
+                if layout.num_columns is None:
+                    expected = len(row)
+                continue
+            if not columns:
+                columns = {i: i for i in range(max(c for c in (*layout.text_columns, layout.label_column)) + 1)}
+            expected = layout.num_columns if layout.num_columns is not None else expected
+            if len(row) != expected:
+                raise GlueDataError(
+                    f"{path}:{line_no}: malformed row for task {task.name}: expected {expected} tab-separated "
+                    f"columns, found {len(row)}"
+                )
+            texts.append(tuple(row[columns[c]] for c in layout.text_columns))
+            labels.append(_parse_label(row[columns[layout.label_column]], task, path, line_no))
+    if not labels:
+        raise GlueDataError(f"{path}: no examples found for task {task.name}")
+    return Examples(texts, labels)
+
+
+def _parse_label(raw: str, task: GlueTask, path: Path, line_no: int) -> float | int:
+    if task.is_regression:
+        try:
+            return float(raw)
+        except ValueError:
+            raise GlueDataError(f"{path}:{line_no}: label {raw!r} is not a number (task {task.name})") from None
+    try:
+        return task.labels.index(raw)
+    except ValueError:
+        raise GlueDataError(
+            f"{path}:{line_no}: label {raw!r} is not one of {list(task.labels)} (task {task.name})"
+        ) from None
+
+
+def read_hub_split(task: GlueTask, split: str) -> Examples:
+    """A split of nyu-mll/glue through `datasets` (needs the hub)."""
+    import datasets  # imported here: slow, and only needed without a local folder
+
+    hub_split = "train" if split == "train" else task.hub_dev_splits.get(split)
+    if hub_split is None:
+        raise GlueDataError(f"task {task.name} has no split {split!r}")
+    try:
+        data = datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
+    except Exception as error:  # offline, hub down, ...: say how to use local files instead
+        raise GlueDataError(
+            f"could not load {HUB_DATASET}/{task.hub_config} [{hub_split}] from the Hugging Face hub "
+            f"({type(error).__name__}: {error}).\nWithout the hub, point data.glue_dir (or env GLUE_DIR) "
+            f"at a folder in the classic GLUE TSV layout."
+        ) from error
+    texts = list(zip(*(data[field] for field in task.hub_text_fields)))
+    labels = [float(x) for x in data["label"]] if task.is_regression else [int(x) for x in data["label"]]
+    return Examples(texts, labels)
+
+
+def read_split(task: GlueTask, split: str, glue_dir: str | os.PathLike | None) -> Examples:
+    """One split from the local folder if one is configured, else from the hub."""
+    folder = resolve_glue_dir(glue_dir)
+    return read_tsv_split(task, folder, split) if folder else read_hub_split(task, split)

@@ -1,0 +1,482 @@
+"""Global L1 magnitude pruning of BERT's encoder weights ("m-pruning"), its tickets and reports.
+
+Everything here is a pure function of tensors, except `WeightMasks.save` and the in-place
+`WeightMasks.apply_` / `rewind_`, which say so in their names.
+
+Masks are kept on the CPU as bool tensors and are immutable by convention: every operation returns
+a new `WeightMasks`, which is what lets `apply_` cache device copies of them.
+
+The paper's search (`MagnitudeSearch`) prunes 10% of the *remaining* weights per step from the
+fine-tuned weights, with no retraining in between; iterative magnitude pruning with rewinding
+(Chen et al. 2020) prunes 10% of the *original* count per round: `global_magnitude_step(of=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lottery.models import encoder_layers, model_shape
+
+ATTENTION_SUFFIXES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
+MLP_SUFFIXES = ("intermediate.dense", "output.dense")
+ELIGIBLE_SUFFIXES = ATTENTION_SUFFIXES + MLP_SUFFIXES
+# The paper (and the authors' code) leaves the FFN output bias out: it is added after the block,
+# so pruning it would shift every token's residual stream rather than remove a connection.
+UNPRUNED_BIASES = ("output.dense",)
+
+MASK_FILE_FORMAT = "bert-lottery/weight-masks/v1"
+
+Base = Literal["remaining", "original"]
+
+
+class MaskShapeError(ValueError):
+    """A weight mask does not fit the model it is used with (missing parameter or wrong shape)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Which parameters are pruned
+
+
+def _layer_parameter_names(
+    model: nn.Module, suffixes: Iterable[str], include_biases: bool, unpruned_biases: Iterable[str]
+) -> list[dict[str, str]]:
+    """Per encoder layer: {"<suffix>.weight" / "<suffix>.bias": the model's parameter name}."""
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    unpruned = set(unpruned_biases)
+    per_layer = []
+    for layer in encoder_layers(model):
+        names = {}
+        for suffix in suffixes:
+            module = layer.get_submodule(suffix)
+            names[f"{suffix}.weight"] = name_of[id(module.weight)]
+            if include_biases and suffix not in unpruned and getattr(module, "bias", None) is not None:
+                names[f"{suffix}.bias"] = name_of[id(module.bias)]
+        per_layer.append(names)
+    return per_layer
+
+
+def eligible_parameters(
+    model: nn.Module,
+    include_biases: bool = True,
+    suffixes: Iterable[str] = ELIGIBLE_SUFFIXES,
+    unpruned_biases: Iterable[str] = UNPRUNED_BIASES,
+) -> dict[str, nn.Parameter]:
+    """The parameters magnitude pruning may remove, by `named_parameters` name, in layer order.
+
+    Default (METHOD.md): in every encoder layer, the weights of Q, K, V, attention-output,
+    intermediate and output dense layers and their biases except `output.dense.bias`. Embeddings,
+    pooler, classifier and LayerNorms are never eligible. `suffixes` are module paths inside a layer.
+    """
+    params = dict(model.named_parameters())
+    names = _layer_parameter_names(model, tuple(suffixes), include_biases, tuple(unpruned_biases))
+    return {name: params[name] for layer in names for name in layer.values()}
+
+
+def snapshot_cpu(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, Tensor]:
+    """Detached CPU clones of the named parameters (default: the eligible ones), e.g. to rewind to."""
+    params = dict(model.named_parameters())
+    chosen = eligible_parameters(model).keys() if names is None else names
+    return {name: params[name].detach().to("cpu", copy=True) for name in chosen}
+
+
+# ---------------------------------------------------------------------------------------------
+# The mask set
+
+
+class WeightMasks(Mapping[str, Tensor]):
+    """Boolean keep-masks (True = kept) for named parameters, stored on the CPU.
+
+    Treat it as immutable: `apply_` caches the masks converted to each parameter's device and
+    dtype, so mutating a mask tensor in place would not reach the model.
+    """
+
+    def __init__(self, masks: Mapping[str, Tensor]):
+        self._masks: dict[str, Tensor] = {}
+        for name, mask in masks.items():
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask of {name!r} must be a bool tensor, got {mask.dtype}")
+            self._masks[name] = mask.detach().to("cpu").contiguous()
+        self._device_masks: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+
+    @classmethod
+    def ones_like(cls, params: Mapping[str, Tensor]) -> WeightMasks:
+        """Keep everything: the mask of the full model."""
+        return cls({name: torch.ones(p.shape, dtype=torch.bool) for name, p in params.items()})
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._masks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WeightMasks):
+            return NotImplemented
+        return list(self) == list(other) and all(torch.equal(self[n], other[n]) for n in self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"WeightMasks({len(self)} tensors, {self.num_kept()}/{self.num_total()} kept)"
+
+    def num_kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self._masks.values()))
+
+    def num_total(self) -> int:
+        return int(sum(m.numel() for m in self._masks.values()))
+
+    def sparsity(self) -> float:
+        """Fraction of all masked weights that are pruned (global, not averaged per tensor)."""
+        total = self.num_total()
+        return 1.0 - self.num_kept() / total if total else 0.0
+
+    def check_compatible(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        """Raise `MaskShapeError` unless every mask names a parameter of `model` of the same shape.
+
+        Returns the model's parameters by name, for callers that go on to use them.
+        """
+        params = dict(model.named_parameters())
+        for name, mask in self._masks.items():
+            if name not in params:
+                raise MaskShapeError(
+                    f"the mask has parameter {name!r} of shape {tuple(mask.shape)} but the model has no such parameter"
+                )
+            if params[name].shape != mask.shape:
+                raise MaskShapeError(
+                    f"parameter {name!r}: mask has shape {tuple(mask.shape)} "
+                    f"but the model's has shape {tuple(params[name].shape)}"
+                )
+        return params
+
+    def on(self, name: str, device: torch.device, dtype: torch.dtype = torch.bool) -> Tensor:
+        """The mask of `name` on `device` as `dtype`, cached."""
+        key = (name, torch.device(device), dtype)
+        if key not in self._device_masks:
+            self._device_masks[key] = self._masks[name].to(device=device, dtype=dtype)
+        return self._device_masks[key]
+
+    @torch.no_grad()
+    def apply_(self, model: nn.Module) -> None:
+        """Zero the pruned weights of `model` in place (call after every optimizer step).
+
+        One fused `_foreach_mul_` per (device, dtype) with cached masks of the parameters' dtype:
+        no per-element Python work and no host-device copies after the first call.
+        """
+        params = self.check_compatible(model)
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+        for name in self._masks:
+            p = params[name]
+            targets, factors = groups.setdefault((p.device, p.dtype), ([], []))
+            targets.append(p)
+            factors.append(self.on(name, p.device, p.dtype))
+        for targets, factors in groups.values():
+            torch._foreach_mul_(targets, factors)
+
+    def save(self, path: str | Path) -> None:
+        """Write to one .npz: per tensor its bits (`np.packbits`, C order) and shape; atomically."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(MASK_FILE_FORMAT),
+            "names": np.array(list(self._masks), dtype=np.str_),
+        }
+        for i, mask in enumerate(self._masks.values()):
+            arrays[f"bits_{i}"] = np.packbits(mask.numpy().reshape(-1))
+            arrays[f"shape_{i}"] = np.array(mask.shape, dtype=np.int64)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> WeightMasks:
+        with np.load(Path(path), allow_pickle=False) as data:
+            if str(data["format"]) != MASK_FILE_FORMAT:
+                raise ValueError(f"{path} is not a bert-lottery weight-mask file (format {data['format']!s})")
+            masks = {}
+            for i, name in enumerate(data["names"].tolist()):
+                shape = tuple(int(s) for s in data[f"shape_{i}"])
+                bits = np.unpackbits(data[f"bits_{i}"], count=int(np.prod(shape, dtype=np.int64)))
+                masks[name] = torch.from_numpy(bits.astype(bool).reshape(shape))
+        return cls(masks)
+
+
+def load_weight_masks(path: str | Path) -> WeightMasks:
+    """Read a mask set written by `WeightMasks.save`."""
+    return WeightMasks.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+
+
+def _smallest(scores: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """Bool mask of exactly `k` entries of the flat `scores` with the smallest values.
+
+    Entries equal to the k-th value are taken in index order, or in a seeded random order when
+    a generator is given, so the count is exact and the choice deterministic.
+    """
+    chosen = torch.zeros_like(scores, dtype=torch.bool)
+    if k <= 0:
+        return chosen
+    if k >= scores.numel():
+        return ~chosen
+    kth = torch.kthvalue(scores, k).values
+    torch.lt(scores, kth, out=chosen)
+    ties = torch.nonzero(scores == kth).squeeze(1)
+    missing = k - int(chosen.sum())
+    if generator is not None:
+        ties = ties[torch.randperm(ties.numel(), generator=generator).to(ties.device)]
+    chosen[ties[:missing]] = True
+    return chosen
+
+
+def _flat_abs(params: Mapping[str, Tensor], names: Iterable[str]) -> Tensor:
+    flat = torch.cat([params[n].detach().reshape(-1) for n in names]).float().abs_()
+    if torch.isnan(flat).any():
+        raise ValueError("cannot prune by magnitude: some eligible weights are NaN")
+    return flat
+
+
+def _unflatten(flat: Tensor, like: WeightMasks) -> WeightMasks:
+    chunks = flat.cpu().split([m.numel() for m in like.values()])
+    return WeightMasks({name: c.view(m.shape) for (name, m), c in zip(like.items(), chunks)})
+
+
+def _check_same_names(params: Mapping[str, Tensor], masks: WeightMasks) -> None:
+    for name, mask in masks.items():
+        if name not in params:
+            raise MaskShapeError(f"the mask has parameter {name!r} but it is not among the given parameters")
+        if params[name].shape != mask.shape:
+            raise MaskShapeError(
+                f"parameter {name!r}: mask has shape {tuple(mask.shape)} but the parameter {tuple(params[name].shape)}"
+            )
+
+
+def global_magnitude_step(
+    params: Mapping[str, Tensor], masks: WeightMasks, fraction: float, *, of: Base = "remaining"
+) -> WeightMasks:
+    """Prune the `fraction` of weights with the smallest |w| among those `masks` still keeps.
+
+    Exactly k = round(fraction * base) weights are pruned, base being the number still kept
+    (`of="remaining"`, the paper) or all masked weights (`of="original"`, IMP), capped at what is
+    left. The ranking is global across all tensors, so a tensor of larger weights keeps more.
+    Ties at the threshold are pruned in parameter order, then flat index order.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    if of not in ("remaining", "original"):
+        raise ValueError(f"of must be 'remaining' or 'original', got {of!r}")
+    _check_same_names(params, masks)
+    kept = masks.num_kept()
+    k = min(round(fraction * (kept if of == "remaining" else masks.num_total())), kept)
+    scores = _flat_abs(params, masks)
+    keep = torch.cat([masks.on(n, scores.device).reshape(-1) for n in masks])
+    scores.masked_fill_(~keep, float("inf"))  # already pruned: never chosen again
+    keep &= ~_smallest(scores, k)
+    return _unflatten(keep, masks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's one-shot search loop
+
+
+class MagnitudeSearch:
+    """State machine of the paper's m-pruning search; the caller prunes and evaluates.
+
+    Report the full model's score first (step 0), then after each `global_magnitude_step` by
+    `next_fraction` (applied to the *fine-tuned* weights: evaluate on a masked copy so a failed
+    step can be undone). A step passes while score >= threshold * full score (the paper's rule,
+    also for negative scores). The search ends at the first failing step or after `max_steps`
+    pruning steps; `good` is the mask of the last passing step.
+
+        search = MagnitudeSearch()
+        masks = WeightMasks.ones_like(params)
+        search.report(evaluate(masks), masks)
+        while not search.done:
+            masks = global_magnitude_step(params, masks, search.next_fraction, of=search.of)
+            search.report(evaluate(masks), masks)
+    """
+
+    def __init__(self, fraction: float = 0.1, threshold: float = 0.9, max_steps: int = 10, of: Base = "remaining"):
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        if max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        if of not in ("remaining", "original"):
+            raise ValueError(f"of must be 'remaining' or 'original', got {of!r}")
+        self.fraction, self.threshold, self.max_steps, self.of = fraction, threshold, max_steps, of
+        self.full_score: float | None = None
+        self.history: list[dict] = []
+        self.good_step: int | None = None
+        self.good: WeightMasks | None = None
+
+    def report(self, score: float, masks: WeightMasks) -> bool:
+        """Record the score of `masks`; True if it passes (step 0, the full model, always does)."""
+        if self.done:
+            raise RuntimeError("the search has ended; nothing more to report")
+        step = len(self.history)
+        score = float(score)
+        if step == 0:
+            self.full_score = score
+        passed = step == 0 or score >= self.threshold * self.full_score
+        self.history.append({"step": step, "sparsity": masks.sparsity(), "score": score, "passed": passed})
+        if passed:
+            self.good_step, self.good = step, masks
+        return passed
+
+    @property
+    def done(self) -> bool:
+        if not self.history:
+            return False
+        return not self.history[-1]["passed"] or len(self.history) - 1 >= self.max_steps
+
+    @property
+    def next_fraction(self) -> float | None:
+        """Fraction to prune next, or None once the search has ended."""
+        return None if self.done else self.fraction
+
+    def state_dict(self) -> dict:
+        """Plain types only; save `good` yourself (`WeightMasks.save`) and pass it back on load."""
+        return {
+            "fraction": self.fraction,
+            "threshold": self.threshold,
+            "max_steps": self.max_steps,
+            "of": self.of,
+            "full_score": self.full_score,
+            "good_step": self.good_step,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping, good: WeightMasks | None = None) -> None:
+        self.fraction, self.threshold = float(state["fraction"]), float(state["threshold"])
+        self.max_steps, self.of = int(state["max_steps"]), state["of"]
+        self.full_score = state["full_score"]
+        self.good_step = state["good_step"]
+        self.history = [dict(h) for h in state["history"]]
+        self.good = good
+
+
+# ---------------------------------------------------------------------------------------------
+# Tickets
+
+
+def random_weight_ticket(good: WeightMasks, *, seed: int, per_matrix: bool = False) -> WeightMasks:
+    """A uniformly random mask keeping exactly as many weights as `good`.
+
+    Default: the same *global* count, drawn uniformly over all masked weights (the paper's
+    "random unstructured at the same sparsity"), so per-tensor counts vary. `per_matrix=True`
+    keeps each tensor's count instead. Seeded with its own `torch.Generator`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(total: int, keep: int) -> Tensor:
+        flat = torch.zeros(total, dtype=torch.bool)
+        flat[torch.randperm(total, generator=generator)[:keep]] = True
+        return flat
+
+    if per_matrix:
+        return WeightMasks({n: draw(m.numel(), int(m.sum())).view(m.shape) for n, m in good.items()})
+    return _unflatten(draw(good.num_total(), good.num_kept()), good)
+
+
+def bad_weight_ticket(params: Mapping[str, Tensor], good: WeightMasks, *, seed: int) -> WeightMasks:
+    """Keep the smallest-|w| weights (prune the largest), exactly as many as `good` keeps, globally.
+
+    `params` must hold the unmasked fine-tuned weights (e.g. a `snapshot_cpu` taken before any
+    mask was applied), or the zeroed weights would be the first kept. `seed` only orders exact ties.
+    """
+    _check_same_names(params, good)
+    generator = torch.Generator().manual_seed(seed)
+    return _unflatten(_smallest(_flat_abs(params, good).cpu(), good.num_kept(), generator), good)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewinding
+
+
+@torch.no_grad()
+def rewind_(model: nn.Module, masks: WeightMasks, pretrained_state: Mapping[str, Tensor]) -> None:
+    """Set the masked parameters to their pre-trained values where kept and to zero where pruned.
+
+    Only the parameters in `masks` change: reset the others (embeddings, LayerNorm, classifier)
+    yourself. `pretrained_state` stays where it is (CPU); each tensor is copied to its parameter's
+    device on its own, so no second copy of the model lives on the GPU.
+    """
+    params = masks.check_compatible(model)
+    for name in masks:
+        if name not in pretrained_state:
+            raise KeyError(f"pretrained_state has no {name!r}")
+        p, source = params[name], pretrained_state[name]
+        if source.shape != p.shape:
+            raise MaskShapeError(
+                f"parameter {name!r}: pre-trained tensor has shape {tuple(source.shape)}, the model's {tuple(p.shape)}"
+            )
+        p.copy_(source.to(p.device, p.dtype))
+        p.masked_fill_(~masks.on(name, p.device), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def _percent_kept(parts: list[Tensor]) -> float | None:
+    total = sum(t.numel() for t in parts)
+    return 100.0 * sum(int(t.sum()) for t in parts) / total if total else None
+
+
+def _head_parts(layer_masks: Mapping[str, Tensor], head: int, num_heads: int) -> list[Tensor]:
+    """The slices of one layer's masks that belong to `head`: Q/K/V rows, attention-output columns."""
+    parts = []
+    for key, mask in layer_masks.items():
+        if key.startswith("attention.self."):  # weight rows and bias entries
+            size = mask.shape[0] // num_heads
+            parts.append(mask[head * size : (head + 1) * size])
+        elif key == "attention.output.dense.weight":
+            size = mask.shape[1] // num_heads
+            parts.append(mask[:, head * size : (head + 1) * size])
+    return parts
+
+
+def sparsity_report(masks: WeightMasks, model: nn.Module) -> dict:
+    """JSON-friendly accounting of a mask set on `model`'s (unpruned) architecture.
+
+    `sparsity`, `per_layer` and `per_matrix` are fractions pruned; `head_survival[l][h]` and
+    `mlp_survival[l]` are percentages kept. A head owns its rows of Q, K, V (and their bias
+    entries) and its columns of the attention-output weight; an MLP owns intermediate.dense
+    (weight, bias) and output.dense (weight, and bias if masked). Tensors absent from `masks`
+    are left out; a unit with nothing masked reports None.
+    """
+    masks.check_compatible(model)
+    _, num_heads = model_shape(model)
+    per_layer, head_survival, mlp_survival = [], [], []
+    for layer_names in _layer_parameter_names(model, ELIGIBLE_SUFFIXES, True, ()):
+        present = {key: masks[name] for key, name in layer_names.items() if name in masks}
+        kept = _percent_kept(list(present.values()))
+        per_layer.append(None if kept is None else 1.0 - kept / 100.0)
+        head_survival.append([_percent_kept(_head_parts(present, h, num_heads)) for h in range(num_heads)])
+        mlp_survival.append(_percent_kept([m for key, m in present.items() if key.startswith(MLP_SUFFIXES)]))
+    return {
+        "sparsity": masks.sparsity(),
+        "kept": masks.num_kept(),
+        "total": masks.num_total(),
+        "per_layer": per_layer,
+        "per_matrix": {name: 1.0 - int(m.sum()) / m.numel() for name, m in masks.items()},
+        "head_survival": head_survival,
+        "mlp_survival": mlp_survival,
+    }

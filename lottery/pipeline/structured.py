@@ -1,0 +1,113 @@
+"""The paper's structured experiment: search heads/MLPs, then good/random/bad tickets pruned and retrained.
+
+Folders under `<identity>/structured_<mode>[_holdout]/`:
+`search/` (iter_NNN.json, good.json, summary.json), `tickets/<kind>.json`,
+`pruned/<kind>/metrics.json` (mask on the fine-tuned model), `retrained/<kind>/` (the ticket cut
+out of the pre-trained model, physically smaller, fine-tuned with the same recipe and seed; its
+model folder reloads with `lottery.pruning.load_pruned`), and `results.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from callbacks.structured_pruning import StructuredPruning
+from lightning_modules.glue_module import GlueModule
+from lottery.accounting import structured_size
+from lottery.io import read_json, write_json
+from lottery.masks import StructuredMasks
+from lottery.pipeline.common import (
+    Run, datamodule, evaluate, fit, load_finetuned, make_trainer, pretrained_model, run_stage,
+)
+from lottery.pipeline.results import majority_of, print_table, results_header
+from lottery.pruning import prune_structure, save_pruned
+from lottery.search import warn_if_degenerate
+from lottery.tickets import bad_ticket, random_ticket
+
+log = logging.getLogger("lottery")
+SEARCH_EPOCH_LIMIT = 100_000  # the callback stops the fit when the search is done
+
+
+def search(run: Run, run_dir: Path) -> dict:
+    cfg = run.cfg
+    model = load_finetuned(run)
+    module = GlueModule(model, run.task, masks=StructuredMasks.for_model(model), search=True)
+    selection = "dev" if cfg.search.split == "dev" else "holdout"
+    data = datamodule(run, train_split=selection, train_order="sequential")
+    pruning = StructuredPruning(out_dir=str(run_dir), metric=run.task.pruning_metric, mode=cfg.pruning.mode,
+                                threshold=cfg.search.threshold, head_fraction=cfg.search.head_fraction,
+                                mlps_per_step=cfg.search.mlps_per_step)
+    checkpoints = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0, every_n_epochs=1,
+                                 save_on_train_epoch_end=True)
+    trainer = make_trainer(run, run_dir, "search", [pruning, checkpoint], max_epochs=SEARCH_EPOCH_LIMIT,
+                           limit_val_batches=0, gradient_clip_val=None)
+    last = checkpoints / "last.ckpt"
+    if last.is_file():
+        log.info("resuming the mask search from %s", last)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    summary = read_json(run_dir / "summary.json")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return summary
+
+
+def make_tickets(run: Run, good: StructuredMasks, folder: Path) -> dict[str, StructuredMasks]:
+    """good / random / bad masks, seeded from the run's seed, saved as JSON (reused if present)."""
+    mode = run.cfg.pruning.mode
+    drawn = {
+        "good": (good.head, good.mlp),
+        "random": random_ticket(good.head, good.mlp, seed=run.seed, sampling=run.cfg.tickets.sampling, mode=mode),
+        "bad": bad_ticket(good.head, good.mlp, seed=run.seed, mode=mode),
+    }
+    tickets = {}
+    for kind in run.cfg.tickets.kinds:
+        path = folder / f"{kind}.json"
+        if path.is_file() and not run.cfg.force:
+            tickets[kind] = StructuredMasks.load_json(path, expected_shape=good.shape)
+        else:
+            tickets[kind] = StructuredMasks(*drawn[kind])
+            tickets[kind].save_json(path)
+    return tickets
+
+
+def run_structured(run: Run, full_metrics: dict) -> dict:
+    cfg = run.cfg
+    exp_dir = run.experiment_dir("structured")
+    force = bool(cfg.force)
+    summary = run_stage(exp_dir / "search", lambda d: search(run, d), force=force)
+    good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
+    tickets = make_tickets(run, good, exp_dir / "tickets")
+
+    majority = majority_of(run)
+    metric = run.task.pruning_metric
+    warning = warn_if_degenerate(summary["full_score"], majority.get(metric, 0.0), cfg.search.threshold)
+    if warning:
+        log.warning(warning)
+
+    reference = load_finetuned(run)
+    results = results_header(run, "structured", full_metrics, majority)
+    results.update(num_layers=good.shape[0], num_heads=good.shape[1], search=summary, warning=warning)
+    for kind, masks in tickets.items():
+        entry = {key: structured_size(reference, masks)[key]
+                 for key in ("size_pct", "heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept")}
+        entry.update(head_mask=masks.head.int().tolist(), mlp_mask=masks.mlp.int().tolist(),
+                     mask_file=f"tickets/{kind}.json")
+
+        def pruned_work(run_dir: Path, masks: StructuredMasks = masks, kind: str = kind) -> dict:
+            return evaluate(run, GlueModule(load_finetuned(run), run.task, masks=masks), run_dir, f"pruned-{kind}")
+
+        def retrained_work(run_dir: Path, masks: StructuredMasks = masks, kind: str = kind) -> dict:
+            model = prune_structure(pretrained_model(run), masks)
+            return fit(run, run_dir, model, lambda m, folder: save_pruned(m, folder), f"retrained-{kind}")
+
+        entry["pruned"] = run_stage(exp_dir / "pruned" / kind, pruned_work, force=force)
+        entry["retrained"] = (run_stage(exp_dir / "retrained" / kind, retrained_work, force=force)
+                              if cfg.tickets.retrain else None)
+        results["tickets"][kind] = entry
+    write_json(exp_dir / "results.json", results)
+    print_table(results)
+    return results

@@ -1,0 +1,81 @@
+"""Batch samplers that shard by whole batches, so DDP sees exactly the single-process batches.
+
+Training: length-grouped batches (similar lengths together, so dynamic padding pads little),
+seeded and reshuffled per epoch. Evaluation: the dev set in order, cut into batches, batch i going
+to rank i % world_size. Sharding whole batches means per-batch quantities (the |gradient| of a
+gate, summed over batches for importance) add up across ranks to exactly the one-process value,
+and no example is evaluated twice (unlike a padded DistributedSampler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar-length examples; call `set_epoch` for a new order each epoch.
+
+    Examples are shuffled, cut into mega-batches of `group_batches` batches, sorted by length
+    inside each, cut into batches, and the batches shuffled. Under DDP each rank takes every
+    `world_size`-th batch; the batch list is padded by repetition so all ranks take equally many
+    steps (otherwise gradient all-reduce would hang).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, *, rank: int = 0,
+                 world_size: int = 1, group_batches: int = 50, shuffle: bool = True, group_by_length: bool = True):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.group_batches = group_batches
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _global_batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
+        if self.group_by_length:
+            mega = self.batch_size * self.group_batches
+            order = [i for start in range(0, n, mega)
+                     for i in sorted(order[start:start + mega], key=lambda i: -self.lengths[i])]
+        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        if len(batches) % self.world_size:
+            batches += batches[: self.world_size - len(batches) % self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._global_batches()[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        total = -(-len(self.lengths) // self.batch_size)
+        return -(-total // self.world_size)
+
+
+class ShardedSequentialBatchSampler(Sampler[list[int]]):
+    """The dataset in order, in batches of `batch_size`; rank r takes batches r, r+W, r+2W, ..."""
+
+    def __init__(self, num_examples: int, batch_size: int, *, rank: int = 0, world_size: int = 1):
+        self.num_examples = num_examples
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        starts = range(self.rank * self.batch_size, self.num_examples, self.batch_size * self.world_size)
+        for start in starts:
+            yield list(range(start, min(start + self.batch_size, self.num_examples)))
+
+    def __len__(self) -> int:
+        total = -(-self.num_examples // self.batch_size)
+        return len(range(self.rank, total, self.world_size))

@@ -1,0 +1,132 @@
+"""The GLUE task registry: text fields, labels, metrics and the metric that drives pruning.
+
+Metric keys follow METHOD.md: `accuracy`, `f1`, `mcc`, `pearson`, `spearman`, `accuracy_mm`.
+Two derived keys drive pruning where the paper combines or picks: STS-B prunes on the mean of
+Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TsvLayout:
+    """Where a task's fields sit in the classic GLUE TSV files.
+
+    Columns are named by header where the file has one, or by 0-based index where it has none
+    (CoLA). `num_columns` is the exact column count of a well-formed row; None accepts rows with
+    at least as many columns as the largest index used (MNLI's rows carry parse trees).
+    """
+
+    text_columns: tuple[str | int, ...]
+    label_column: str | int
+    has_header: bool = True
+    num_columns: int | None = None
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    folder: str  # folder in the classic GLUE layout
+    hub_config: str  # config name of nyu-mll/glue
+    hub_text_fields: tuple[str, ...]
+    tsv: TsvLayout
+    labels: tuple[str, ...]  # TSV label strings in the hub's label-id order; () = regression
+    metrics: tuple[str, ...]
+    pruning_metric: str
+    dev_files: dict[str, str] = field(default_factory=lambda: {"dev": "dev.tsv"})
+    hub_dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.labels
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.labels)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """Dev splits, the first being the one that drives pruning (MNLI: matched)."""
+        return tuple(self.dev_files)
+
+    @property
+    def all_metrics(self) -> tuple[str, ...]:
+        extra = () if self.pruning_metric in self.metrics else (self.pruning_metric,)
+        return self.metrics + extra
+
+
+def _pair(a: str, b: str, label: str, n: int | None = None) -> TsvLayout:
+    return TsvLayout(text_columns=(a, b), label_column=label, num_columns=n)
+
+
+TASKS: dict[str, GlueTask] = {
+    task.name: task
+    for task in (
+        GlueTask(
+            name="cola", folder="CoLA", hub_config="cola", hub_text_fields=("sentence",),
+            tsv=TsvLayout(text_columns=(3,), label_column=1, has_header=False, num_columns=4),
+            labels=("0", "1"), metrics=("mcc",), pruning_metric="mcc",
+        ),
+        GlueTask(
+            name="sst2", folder="SST-2", hub_config="sst2", hub_text_fields=("sentence",),
+            tsv=TsvLayout(text_columns=("sentence",), label_column="label", num_columns=2),
+            labels=("0", "1"), metrics=("accuracy",), pruning_metric="accuracy",
+        ),
+        GlueTask(
+            name="mrpc", folder="MRPC", hub_config="mrpc", hub_text_fields=("sentence1", "sentence2"),
+            tsv=_pair("#1 String", "#2 String", "Quality", 5),
+            labels=("0", "1"), metrics=("accuracy", "f1"), pruning_metric="accuracy",
+        ),
+        GlueTask(
+            name="stsb", folder="STS-B", hub_config="stsb", hub_text_fields=("sentence1", "sentence2"),
+            tsv=_pair("sentence1", "sentence2", "score", 10),
+            labels=(), metrics=("pearson", "spearman"), pruning_metric="pearson_spearman",
+        ),
+        GlueTask(
+            name="qqp", folder="QQP", hub_config="qqp", hub_text_fields=("question1", "question2"),
+            tsv=_pair("question1", "question2", "is_duplicate", 6),
+            labels=("0", "1"), metrics=("accuracy", "f1"), pruning_metric="accuracy",
+        ),
+        GlueTask(
+            name="mnli", folder="MNLI", hub_config="mnli", hub_text_fields=("premise", "hypothesis"),
+            tsv=_pair("sentence1", "sentence2", "gold_label"),
+            labels=("entailment", "neutral", "contradiction"),
+            metrics=("accuracy", "accuracy_mm"), pruning_metric="accuracy",
+            dev_files={"dev": "dev_matched.tsv", "dev_mm": "dev_mismatched.tsv"},
+            hub_dev_splits={"dev": "validation_matched", "dev_mm": "validation_mismatched"},
+        ),
+        GlueTask(
+            name="qnli", folder="QNLI", hub_config="qnli", hub_text_fields=("question", "sentence"),
+            tsv=_pair("question", "sentence", "label", 4),
+            labels=("entailment", "not_entailment"), metrics=("accuracy",), pruning_metric="accuracy",
+        ),
+        GlueTask(
+            name="rte", folder="RTE", hub_config="rte", hub_text_fields=("sentence1", "sentence2"),
+            tsv=_pair("sentence1", "sentence2", "label", 4),
+            labels=("entailment", "not_entailment"), metrics=("accuracy",), pruning_metric="accuracy",
+        ),
+        GlueTask(
+            name="wnli", folder="WNLI", hub_config="wnli", hub_text_fields=("sentence1", "sentence2"),
+            tsv=_pair("sentence1", "sentence2", "label", 4),
+            labels=("0", "1"), metrics=("accuracy",), pruning_metric="accuracy",
+        ),
+    )
+}
+
+
+def split_suffix(split: str) -> str:
+    """Metric-name suffix of a dev split: '' for `dev`, '_mm' for MNLI's `dev_mm`."""
+    return "" if split == "dev" else "_" + split.removeprefix("dev_")
+
+
+class UnknownTaskError(ValueError):
+    pass
+
+
+def get_task(name: str) -> GlueTask:
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in TASKS:
+        raise UnknownTaskError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[key]

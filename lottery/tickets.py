@@ -1,0 +1,183 @@
+"""Good, random and bad structured tickets, and super tickets across seeds.
+
+A ticket is a (head [L, H], mlp [L]) pair of float 0/1 masks, 1 = kept. Given the good mask that
+the search found, the random and bad tickets have the same size (exactly, or in expectation for
+the paper's Bernoulli sampling) so that they differ from it only in *which* elements survive.
+
+Randomness comes only from `torch.Generator().manual_seed(...)`, never the global RNG:
+`random_ticket` draws from seed + RANDOM_SEED_OFFSET and `bad_ticket` from seed + BAD_SEED_OFFSET,
+so the two tickets of one seed are independent draws. Within a ticket heads are drawn before MLPs
+from the same generator. `super_tickets` uses the same two offsets for its random and bad masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lottery.search import MODES
+
+SAMPLINGS = ("exact", "bernoulli")
+RANDOM_SEED_OFFSET = 0
+BAD_SEED_OFFSET = 1
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def _check_binary(mask: Tensor, name: str) -> None:
+    if not torch.all((mask == 0) | (mask == 1)):
+        raise ValueError(f"{name} must hold only 0 and 1")
+
+
+def _check_good(good_head: Tensor, good_mlp: Tensor) -> None:
+    if good_head.dim() != 2 or good_mlp.dim() != 1 or good_head.shape[0] != good_mlp.shape[0]:
+        raise ValueError(
+            f"expected head mask [layers, heads] and mlp mask [layers], got "
+            f"{list(good_head.shape)} and {list(good_mlp.shape)}"
+        )
+    _check_binary(good_head, "good_head")
+    _check_binary(good_mlp, "good_mlp")
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _from_flat_indices(indices: Tensor, like: Tensor) -> Tensor:
+    """A float 0/1 mask shaped like `like` with ones at the given flat indices."""
+    out = torch.zeros(like.numel())
+    out[indices] = 1.0
+    return out.view(like.shape).to(device=like.device)
+
+
+def _pick(candidates: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """`count` of the `candidates` (flat indices), uniformly without replacement."""
+    return candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
+
+
+def _random_kind(good: Tensor, sampling: str, generator: torch.Generator, keep_one: bool) -> Tensor:
+    kept = int(good.sum().item())
+    n = good.numel()
+    if sampling == "exact":
+        return _from_flat_indices(_pick(torch.arange(n), kept, generator), good)
+    rate = kept / n
+    while True:  # redraw the (rare) empty head mask: conditions the draw on keeping >= 1 head
+        mask = (torch.rand(n, generator=generator) < rate).float()
+        if not keep_one or kept == 0 or mask.sum() > 0:
+            return mask.view(good.shape).to(device=good.device)
+
+
+def random_ticket(
+    good_head: Tensor,
+    good_mlp: Tensor,
+    *,
+    seed: int,
+    sampling: str = "exact",
+    mode: str = "heads_mlps",
+) -> tuple[Tensor, Tensor]:
+    """A random ticket the size of the good one, per kind of element.
+
+    "exact": exactly as many heads (and MLPs) as good keeps, chosen uniformly among all of them.
+    "bernoulli" (the paper): each element is kept with p = good's survival rate of its kind, so the
+    size matches only in expectation; a draw with no head at all is redrawn when good keeps heads.
+    Kinds that `mode` does not prune are all ones.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    _check_mode(mode)
+    _check_good(good_head, good_mlp)
+    generator = _generator(seed + RANDOM_SEED_OFFSET)
+    head = torch.ones_like(good_head, dtype=torch.float32)
+    mlp = torch.ones_like(good_mlp, dtype=torch.float32)
+    if mode != "mlps":
+        head = _random_kind(good_head, sampling, generator, keep_one=True)
+    if mode != "heads":
+        mlp = _random_kind(good_mlp, sampling, generator, keep_one=False)
+    return head, mlp
+
+
+def _bad_kind(good: Tensor, generator: torch.Generator) -> Tensor:
+    flat = good.reshape(-1)
+    kept = int(flat.sum().item())
+    pruned = torch.nonzero(flat == 0).reshape(-1)
+    survivors = torch.nonzero(flat == 1).reshape(-1)
+    if kept <= pruned.numel():
+        chosen = _pick(pruned, kept, generator)
+    else:
+        chosen = torch.cat([pruned, _pick(survivors, kept - pruned.numel(), generator)])
+    return _from_flat_indices(chosen, good)
+
+
+def bad_ticket(good_head: Tensor, good_mlp: Tensor, *, seed: int, mode: str = "heads_mlps") -> tuple[Tensor, Tensor]:
+    """A ticket the size of the good one, made of the elements good pruned, per kind.
+
+    Keeps k = good's count of elements drawn uniformly among those good pruned; if k exceeds the
+    number pruned, keeps all pruned ones plus k - #pruned survivors drawn uniformly. Kinds that
+    `mode` does not prune are all ones.
+    """
+    _check_mode(mode)
+    _check_good(good_head, good_mlp)
+    generator = _generator(seed + BAD_SEED_OFFSET)
+    head = torch.ones_like(good_head, dtype=torch.float32)
+    mlp = torch.ones_like(good_mlp, dtype=torch.float32)
+    if mode != "mlps":
+        head = _bad_kind(good_head, generator)
+    if mode != "heads":
+        mlp = _bad_kind(good_mlp, generator)
+    return head, mlp
+
+
+@dataclass(frozen=True)
+class SuperTickets:
+    """Super tickets of one kind of element (heads or MLPs) across the seeds of a task.
+
+    good: kept in every seed. bad: pruned in every seed, resized to good's count. random: kept in
+    some but not all seeds, resized to good's count. Masks have the input shape, 1 = kept.
+    `candidates` counts the pool each was drawn from; `notes` says when a pool was too small.
+    """
+
+    good: Tensor
+    bad: Tensor
+    random: Tensor
+    counts: dict[str, int]
+    candidates: dict[str, int]
+    notes: tuple[str, ...]
+
+
+def super_tickets(masks: list[Tensor], *, seed: int) -> SuperTickets:
+    """Super-good / super-bad / super-random masks from several seeds' good masks of one kind."""
+    if not masks:
+        raise ValueError("super_tickets needs the good masks of at least one seed")
+    shape = masks[0].shape
+    for i, mask in enumerate(masks):
+        if mask.shape != shape:
+            raise ValueError(f"mask {i} has shape {list(mask.shape)}, expected {list(shape)}")
+        _check_binary(mask, f"mask {i}")
+    stacked = torch.stack([m.reshape(-1).float().cpu() for m in masks])
+    always = stacked.min(dim=0).values == 1
+    never = stacked.max(dim=0).values == 0
+    size = int(always.sum().item())
+    notes: list[str] = []
+    pools = {"bad": torch.nonzero(never).reshape(-1), "random": torch.nonzero(~always & ~never).reshape(-1)}
+    offsets = {"bad": BAD_SEED_OFFSET, "random": RANDOM_SEED_OFFSET}
+    resized: dict[str, Tensor] = {}
+    for name, pool in pools.items():
+        if pool.numel() < size:
+            notes.append(
+                f"super-{name}: only {pool.numel()} candidate elements for {size} super-good ones; kept all of them"
+            )
+        resized[name] = _pick(pool, size, _generator(seed + offsets[name]))
+    template = masks[0]
+    return SuperTickets(
+        good=_from_flat_indices(torch.nonzero(always).reshape(-1), template),
+        bad=_from_flat_indices(resized["bad"], template),
+        random=_from_flat_indices(resized["random"], template),
+        counts={"good": size, "bad": resized["bad"].numel(), "random": resized["random"].numel()},
+        candidates={name: pool.numel() for name, pool in pools.items()},
+        notes=tuple(notes),
+    )
