@@ -4,8 +4,10 @@ Each training epoch of a `GlueModule` in search mode is one search iteration: th
 accumulates nothing itself; this callback sums |dL/dgate| over the epoch's batches, reads the
 epoch's score from the module's metrics, and at the end of the epoch reduces importance across
 ranks, lets `StructuredSearch` decide the next mask on rank 0, broadcasts it, and writes
-`<out_dir>/iter_NNN.json`. Its state (the whole search) goes into the checkpoint, so a killed
-search resumes at the next iteration.
+`<out_dir>/iter_NNN.json`. Its state (the whole search) goes into the checkpoint it writes after
+every iteration (`<out_dir>/checkpoints/last.ckpt`), so a killed search resumes at the next
+iteration. (ModelCheckpoint cannot do this: it saves only when the global step moved, and a
+search takes no optimizer steps.)
 """
 
 from __future__ import annotations
@@ -76,8 +78,13 @@ class StructuredPruning(Callback):
         pl_module.log_dict({"search/score": float(record.score), "search/iteration": float(record.iteration),
                             "search/heads_kept": float(record.head_mask.sum()),
                             "search/mlps_kept": float(record.mlp_mask.sum())}, sync_dist=False)
+        trainer.save_checkpoint(self.checkpoint_path)
         if self.search.done:
             trainer.should_stop = True
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.ckpt"
 
     def _write_iteration(self, head_raw: torch.Tensor, mlp_raw: torch.Tensor, scores: dict) -> None:
         record = self.search.history[-1]

@@ -25,8 +25,11 @@ class GlueDataModule(pl.LightningDataModule):
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 64, seed: int = 1337,
                  group_by_length: bool = True, pad_to: int | None = None, train_split: str = "train",
                  train_order: str = "grouped", exclude_holdout: bool = False, holdout_seed: int | None = None,
-                 num_workers: int = 0, train_limit: int | None = None, eval_limit: int | None = None):
+                 num_workers: int = 0, train_limit: int | None = None, eval_limit: int | None = None,
+                 eval_split: str = "dev"):
         super().__init__()
+        if eval_split not in ("dev", "holdout"):
+            raise ValueError(f"eval_split must be 'dev' or 'holdout', got {eval_split!r}")
         if train_split not in TRAIN_SPLITS:
             raise ValueError(f"train_split must be one of {TRAIN_SPLITS}, got {train_split!r}")
         if train_order not in ("grouped", "sequential"):
@@ -42,6 +45,7 @@ class GlueDataModule(pl.LightningDataModule):
         self.group_by_length = group_by_length
         self.pad_to = pad_to
         self.train_split = train_split
+        self.eval_split = eval_split
         self.train_order = train_order
         self.exclude_holdout = exclude_holdout
         self.holdout_seed = seed if holdout_seed is None else holdout_seed
@@ -74,8 +78,9 @@ class GlueDataModule(pl.LightningDataModule):
             return
         train = self._load("train")
         holdout = holdout_indices(len(train), len(first_dev), self.holdout_seed)
+        self.splits["holdout"] = train.subset(holdout)
         if self.train_split == "holdout":
-            self.splits["selection"] = train.subset(holdout)
+            self.splits["selection"] = self.splits["holdout"]
             return
         if self.exclude_holdout:
             held = set(holdout)
@@ -98,20 +103,23 @@ class GlueDataModule(pl.LightningDataModule):
         dataset = self.train_dataset
         rank, world = self._rank_world()
         if self.train_order == "sequential":
-            sampler = ShardedSequentialBatchSampler(len(dataset), self.eval_batch_size, rank=rank, world_size=world)
+            sampler = ShardedSequentialBatchSampler(len(dataset), self.eval_batch_size, rank=rank, world_size=world,
+                                                    equal_steps=True)
         else:
             sampler = LengthGroupedBatchSampler(dataset.lengths, self.batch_size, self.seed, rank=rank,
                                                 world_size=world, group_by_length=self.group_by_length)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
 
     def val_dataloader(self) -> list[DataLoader]:
+        """Every dev split (MNLI: matched, mismatched), or only the train holdout (`eval_split=holdout`)."""
         self.setup()
         rank, world = self._rank_world()
+        names = self.task.eval_splits if self.eval_split == "dev" else ("holdout",)
         return [
             DataLoader(self.splits[name], collate_fn=self._collator(), num_workers=self.num_workers,
                        batch_sampler=ShardedSequentialBatchSampler(len(self.splits[name]), self.eval_batch_size,
                                                                    rank=rank, world_size=world))
-            for name in self.task.eval_splits
+            for name in names
         ]
 
     def labels_of(self, split: str) -> list:

@@ -31,7 +31,9 @@ class PrunableModule(Protocol):
 class GlueModule(pl.LightningModule):
     def __init__(self, model: nn.Module, task: str | GlueTask, lr: float = 2e-5, adam_eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
-                 search: bool = False):
+                 search: bool = False, schedule_epochs: int | None = None):
+        """`schedule_epochs`: length of one learning-rate schedule in epochs when a fit holds several
+        (iterative magnitude pruning resets the schedule every round); default: the whole fit."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "masks", "task"])
         self.model = model
@@ -47,6 +49,9 @@ class GlueModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         if self.search:
+            if len(batch["labels"]) == 0:  # a placeholder step that keeps DDP ranks in lockstep
+                zeros = torch.zeros_like(self.masks.head), torch.zeros_like(self.masks.mlp)
+                return {"head_grad": zeros[0], "mlp_grad": zeros[1]}
             head_grad, mlp_grad, logits, loss = gate_gradients(self.model, self.masks, batch)
             self.task_metrics.update(0, logits, batch["labels"])
             self.log("search/loss", loss.detach(), prog_bar=True, batch_size=len(batch["labels"]))
@@ -81,7 +86,10 @@ class GlueModule(pl.LightningModule):
              {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.lr, eps=self.hparams.adam_eps,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.hparams.schedule_epochs:
+            total = total * self.hparams.schedule_epochs // max(1, self.trainer.max_epochs)
+        total = max(1, total)
         warmup = int(self.hparams.warmup_ratio * total)
 
         def linear(step: int) -> float:

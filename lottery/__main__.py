@@ -37,8 +37,11 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except Exception as error:
-        if type(error).__name__ not in USER_ERRORS or HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # a bug (full traceback), or a failed sweep job that Hydra must report
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.exception("this sweep job failed")  # into the job's own log (SLURM: its .err file)
+            raise  # Hydra reports the failed job after the others finish
+        if type(error).__name__ not in USER_ERRORS:
+            raise  # a bug: the full traceback
         log.error("%s: %s", type(error).__name__, error)
         log.debug("traceback", exc_info=True)
         sys.exit(2)

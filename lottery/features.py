@@ -63,9 +63,15 @@ def _source_key(task: GlueTask, split: str, glue_dir: Path | None) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
+_TOKENIZER_KEYS: dict[int, str] = {}
+_LOADED: dict[str, TokenizedSplit] = {}  # per process: a pipeline builds many datamodules
+
+
 def _tokenizer_key(tokenizer) -> str:
-    vocab = sorted(tokenizer.get_vocab().items())[:: max(1, len(tokenizer) // 512)]  # a cheap fingerprint
-    return f"{type(tokenizer).__name__}:{len(tokenizer)}:{vocab}:{tokenizer.model_max_length}"
+    if id(tokenizer) not in _TOKENIZER_KEYS:
+        vocab = sorted(tokenizer.get_vocab().items())[:: max(1, len(tokenizer) // 512)]  # a fingerprint
+        _TOKENIZER_KEYS[id(tokenizer)] = f"{type(tokenizer).__name__}:{len(tokenizer)}:{vocab}:{tokenizer.model_max_length}"
+    return _TOKENIZER_KEYS[id(tokenizer)]
 
 
 def load_tokenized(
@@ -76,11 +82,15 @@ def load_tokenized(
     key = hashlib.sha1(
         f"{_source_key(task, split, folder)}|{_tokenizer_key(tokenizer)}|{max_length}".encode()
     ).hexdigest()[:16]
+    if key in _LOADED:
+        return _LOADED[key]
     cache_file = Path(cache_dir) / task.name / f"{split}-{key}.pt" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         data = torch.load(cache_file, weights_only=True)
-        return TokenizedSplit(data["input_ids"], data["token_type_ids"], data["labels"])
+        _LOADED[key] = TokenizedSplit(data["input_ids"], data["token_type_ids"], data["labels"])
+        return _LOADED[key]
     dataset = tokenize(read_split(task, split, glue_dir), tokenizer, max_length)
+    _LOADED[key] = dataset
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
@@ -107,7 +117,7 @@ class PadCollator:
         self.pad_to = pad_to
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        width = self.pad_to or max(len(f["input_ids"]) for f in features)
+        width = self.pad_to or max((len(f["input_ids"]) for f in features), default=0)
         input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)

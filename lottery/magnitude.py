@@ -13,6 +13,7 @@ fine-tuned weights, with no retraining in between; iterative magnitude pruning w
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lottery.masks import MaskShapeError  # noqa: F401  (re-exported)
 from lottery.models import encoder_layers, model_shape
 
 ATTENTION_SUFFIXES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
@@ -35,10 +37,6 @@ UNPRUNED_BIASES = ("output.dense",)
 MASK_FILE_FORMAT = "bert-lottery/weight-masks/v1"
 
 Base = Literal["remaining", "original"]
-
-
-class MaskShapeError(ValueError):
-    """A weight mask does not fit the model it is used with (missing parameter or wrong shape)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +103,7 @@ class WeightMasks(Mapping[str, Tensor]):
                 raise TypeError(f"mask of {name!r} must be a bool tensor, got {mask.dtype}")
             self._masks[name] = mask.detach().to("cpu").contiguous()
         self._device_masks: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+        self._num_kept: int | None = None
 
     @classmethod
     def ones_like(cls, params: Mapping[str, Tensor]) -> WeightMasks:
@@ -131,7 +130,9 @@ class WeightMasks(Mapping[str, Tensor]):
         return f"WeightMasks({len(self)} tensors, {self.num_kept()}/{self.num_total()} kept)"
 
     def num_kept(self) -> int:
-        return int(sum(int(m.sum()) for m in self._masks.values()))
+        if self._num_kept is None:  # count_nonzero: a bool .sum() is 40x slower on 85M entries
+            self._num_kept = sum(int(torch.count_nonzero(m)) for m in self._masks.values())
+        return self._num_kept
 
     def num_total(self) -> int:
         return int(sum(m.numel() for m in self._masks.values()))
@@ -225,29 +226,62 @@ def load_weight_masks(path: str | Path) -> WeightMasks:
 # Selection
 
 
+# Below this size torch.kthvalue on everything is fast enough (~0.1 s).
+_EXACT_SELECTION_MAX = 1 << 22
+
+
+def _kth_value(scores: Tensor, k: int) -> Tensor:
+    """The k-th smallest entry (1-based) of the flat `scores`: torch.kthvalue, made fast on large inputs.
+
+    kthvalue over bert-base's 85M weights takes 1.5-2.5 s on 2 cores. Instead, a strided sample
+    of ~1M entries brackets the answer (+-8 sigma of its rank), one pass counts the entries below
+    the bracket and kthvalue runs on the ~1% inside it. The result is exact; if the bracket
+    misses, the full kthvalue is used.
+    """
+    n = scores.numel()
+    if n <= _EXACT_SELECTION_MAX:
+        return torch.kthvalue(scores, k).values
+    sample = scores[:: max(1, n >> 20)]
+    size = sample.numel()
+    rank, slack = k * size / n, 4.0 * math.sqrt(size)
+    low = torch.kthvalue(sample, max(1, int(rank - slack))).values
+    high = torch.kthvalue(sample, min(size, int(rank + slack) + 1)).values
+    below = int(torch.count_nonzero(scores < low))
+    band = scores[(scores >= low) & (scores <= high)]
+    if below < k <= below + band.numel():
+        return torch.kthvalue(band, k - below).values
+    return torch.kthvalue(scores, k).values
+
+
 def _smallest(scores: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
     """Bool mask of exactly `k` entries of the flat `scores` with the smallest values.
 
     Entries equal to the k-th value are taken in index order, or in a seeded random order when
     a generator is given, so the count is exact and the choice deterministic.
     """
-    chosen = torch.zeros_like(scores, dtype=torch.bool)
     if k <= 0:
-        return chosen
+        return torch.zeros_like(scores, dtype=torch.bool)
     if k >= scores.numel():
-        return ~chosen
-    kth = torch.kthvalue(scores, k).values
-    torch.lt(scores, kth, out=chosen)
-    ties = torch.nonzero(scores == kth).squeeze(1)
-    missing = k - int(chosen.sum())
-    if generator is not None:
-        ties = ties[torch.randperm(ties.numel(), generator=generator).to(ties.device)]
-    chosen[ties[:missing]] = True
+        return torch.ones_like(scores, dtype=torch.bool)
+    kth = _kth_value(scores, k)
+    chosen = scores <= kth
+    surplus = int(torch.count_nonzero(chosen)) - k
+    if surplus > 0:  # ties at the k-th value: drop the last ones
+        ties = torch.nonzero(scores == kth).squeeze(1)
+        if generator is not None:
+            ties = ties[torch.randperm(ties.numel(), generator=generator).to(ties.device)]
+        chosen[ties[ties.numel() - surplus :]] = False
     return chosen
 
 
-def _flat_abs(params: Mapping[str, Tensor], names: Iterable[str]) -> Tensor:
-    flat = torch.cat([params[n].detach().reshape(-1) for n in names]).float().abs_()
+def _magnitudes(params: Mapping[str, Tensor], masks: WeightMasks, *, pruned_as_inf: bool) -> Tensor:
+    """|w| of the masked tensors, flattened into one float32 vector (pruned entries +inf if asked)."""
+    device = params[next(iter(masks))].device if len(masks) else torch.device("cpu")
+    flat = torch.empty(masks.num_total(), dtype=torch.float32, device=device)
+    for name, chunk in zip(masks, flat.split([m.numel() for m in masks.values()])):
+        torch.abs(params[name].detach().reshape(-1), out=chunk)
+        if pruned_as_inf:
+            chunk.masked_fill_(~masks.on(name, device).reshape(-1), math.inf)
     if torch.isnan(flat).any():
         raise ValueError("cannot prune by magnitude: some eligible weights are NaN")
     return flat
@@ -264,7 +298,7 @@ def _check_same_names(params: Mapping[str, Tensor], masks: WeightMasks) -> None:
             raise MaskShapeError(f"the mask has parameter {name!r} but it is not among the given parameters")
         if params[name].shape != mask.shape:
             raise MaskShapeError(
-                f"parameter {name!r}: mask has shape {tuple(mask.shape)} but the parameter {tuple(params[name].shape)}"
+                f"parameter {name!r}: mask has shape {tuple(mask.shape)} but the parameter has {tuple(params[name].shape)}"
             )
 
 
@@ -285,11 +319,11 @@ def global_magnitude_step(
     _check_same_names(params, masks)
     kept = masks.num_kept()
     k = min(round(fraction * (kept if of == "remaining" else masks.num_total())), kept)
-    scores = _flat_abs(params, masks)
-    keep = torch.cat([masks.on(n, scores.device).reshape(-1) for n in masks])
-    scores.masked_fill_(~keep, float("inf"))  # already pruned: never chosen again
-    keep &= ~_smallest(scores, k)
-    return _unflatten(keep, masks)
+    scores = _magnitudes(params, masks, pruned_as_inf=True)  # already pruned: never chosen again
+    pruned_now = _smallest(scores, k)
+    del scores
+    keep = torch.cat([masks.on(n, pruned_now.device).reshape(-1) for n in masks])
+    return _unflatten(keep & ~pruned_now, masks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,9 +420,9 @@ def random_weight_ticket(good: WeightMasks, *, seed: int, per_matrix: bool = Fal
     generator = torch.Generator().manual_seed(seed)
 
     def draw(total: int, keep: int) -> Tensor:
-        flat = torch.zeros(total, dtype=torch.bool)
-        flat[torch.randperm(total, generator=generator)[:keep]] = True
-        return flat
+        # The `keep` smallest of i.i.d. float64 keys: a uniform subset, 3x faster than randperm.
+        keys = torch.rand(total, dtype=torch.float64, generator=generator)
+        return _smallest(keys, keep, generator)
 
     if per_matrix:
         return WeightMasks({n: draw(m.numel(), int(m.sum())).view(m.shape) for n, m in good.items()})
@@ -403,7 +437,8 @@ def bad_weight_ticket(params: Mapping[str, Tensor], good: WeightMasks, *, seed: 
     """
     _check_same_names(params, good)
     generator = torch.Generator().manual_seed(seed)
-    return _unflatten(_smallest(_flat_abs(params, good).cpu(), good.num_kept(), generator), good)
+    magnitudes = _magnitudes(params, good, pruned_as_inf=False)
+    return _unflatten(_smallest(magnitudes, good.num_kept(), generator), good)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,22 +470,23 @@ def rewind_(model: nn.Module, masks: WeightMasks, pretrained_state: Mapping[str,
 # Reports
 
 
-def _percent_kept(parts: list[Tensor]) -> float | None:
-    total = sum(t.numel() for t in parts)
-    return 100.0 * sum(int(t.sum()) for t in parts) / total if total else None
+def _percent(kept: int | Tensor, total: int) -> float | None:
+    return 100.0 * float(kept) / total if total else None
 
 
-def _head_parts(layer_masks: Mapping[str, Tensor], head: int, num_heads: int) -> list[Tensor]:
-    """The slices of one layer's masks that belong to `head`: Q/K/V rows, attention-output columns."""
-    parts = []
+def _head_survival(layer_masks: Mapping[str, Tensor], num_heads: int) -> list[float | None]:
+    """% kept per head of one layer: its Q/K/V rows (and bias entries), its attention-output columns."""
+    kept, total = torch.zeros(num_heads, dtype=torch.int64), 0
     for key, mask in layer_masks.items():
-        if key.startswith("attention.self."):  # weight rows and bias entries
-            size = mask.shape[0] // num_heads
-            parts.append(mask[head * size : (head + 1) * size])
-        elif key == "attention.output.dense.weight":
-            size = mask.shape[1] // num_heads
-            parts.append(mask[:, head * size : (head + 1) * size])
-    return parts
+        if key.startswith("attention.self."):  # rows are grouped by head: [H * d, ...]
+            grouped, dims = mask.reshape(num_heads, -1), (1,)
+        elif key == "attention.output.dense.weight":  # columns are grouped by head: [out, H * d]
+            grouped, dims = mask.reshape(mask.shape[0], num_heads, -1), (0, 2)
+        else:
+            continue
+        kept += torch.count_nonzero(grouped, dim=dims)
+        total += grouped.numel() // num_heads
+    return [_percent(k, total) for k in kept.tolist()]
 
 
 def sparsity_report(masks: WeightMasks, model: nn.Module) -> dict:
@@ -464,19 +500,21 @@ def sparsity_report(masks: WeightMasks, model: nn.Module) -> dict:
     """
     masks.check_compatible(model)
     _, num_heads = model_shape(model)
+    kept = {name: int(torch.count_nonzero(m)) for name, m in masks.items()}
     per_layer, head_survival, mlp_survival = [], [], []
     for layer_names in _layer_parameter_names(model, ELIGIBLE_SUFFIXES, True, ()):
-        present = {key: masks[name] for key, name in layer_names.items() if name in masks}
-        kept = _percent_kept(list(present.values()))
-        per_layer.append(None if kept is None else 1.0 - kept / 100.0)
-        head_survival.append([_percent_kept(_head_parts(present, h, num_heads)) for h in range(num_heads)])
-        mlp_survival.append(_percent_kept([m for key, m in present.items() if key.startswith(MLP_SUFFIXES)]))
+        present = {key: name for key, name in layer_names.items() if name in masks}
+        layer_kept = _percent(sum(kept[n] for n in present.values()), sum(masks[n].numel() for n in present.values()))
+        per_layer.append(None if layer_kept is None else 1.0 - layer_kept / 100.0)
+        head_survival.append(_head_survival({key: masks[n] for key, n in present.items()}, num_heads))
+        mlp = [n for key, n in present.items() if key.startswith(MLP_SUFFIXES)]
+        mlp_survival.append(_percent(sum(kept[n] for n in mlp), sum(masks[n].numel() for n in mlp)))
     return {
         "sparsity": masks.sparsity(),
         "kept": masks.num_kept(),
         "total": masks.num_total(),
         "per_layer": per_layer,
-        "per_matrix": {name: 1.0 - int(m.sum()) / m.numel() for name, m in masks.items()},
+        "per_matrix": {name: 1.0 - kept[name] / m.numel() for name, m in masks.items()},
         "head_survival": head_survival,
         "mlp_survival": mlp_survival,
     }

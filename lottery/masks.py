@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +43,7 @@ HEAD_MASK_MESSAGE = (
 
 
 class MaskShapeError(ValueError):
-    """A mask's (layers, heads) shape does not match the model or file it is used with."""
+    """A mask does not fit the model or file it is used with (wrong shape, missing parameter)."""
 
 
 def check_shape(actual: tuple[int, int], expected: tuple[int, int], source: str) -> None:
@@ -224,10 +223,14 @@ class StructuredMasks:
 
 
 class MaskHandle:
-    """Removes the hooks of one `attach_masks` call; also a context manager."""
+    """Removes the hooks of one `attach_masks` call; also a context manager.
+
+    Everything here (hooks, handle, the model's record of its masks) pickles, so a masked model
+    can be sent to DDP-spawned processes.
+    """
 
     def __init__(self, model: nn.Module, masks: StructuredMasks, hooks: list[Any]) -> None:
-        self._model = weakref.ref(model)
+        self._model = model
         self.masks = masks
         self._hooks = hooks
 
@@ -235,9 +238,8 @@ class MaskHandle:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        model = self._model()
-        if model is not None and _ATTACHED.get(model) is self.masks:
-            del _ATTACHED[model]
+        if attached_masks(self._model) is self.masks:
+            del self._model._lottery_masks
 
     def __enter__(self) -> Self:
         return self
@@ -246,16 +248,20 @@ class MaskHandle:
         self.remove()
 
 
-# Which masks each model currently has attached: attaching twice would gate twice.
-_ATTACHED: weakref.WeakKeyDictionary[nn.Module, StructuredMasks] = weakref.WeakKeyDictionary()
-
-
 def attached_masks(model: nn.Module) -> StructuredMasks | None:
-    return _ATTACHED.get(model)
+    """The masks attached to `model` (recorded on the model itself: attaching twice would gate twice)."""
+    return getattr(model, "_lottery_masks", None)
 
 
-def _head_hook(masks: StructuredMasks, layer: int):
-    def hook(module: nn.Module, args: Any, output: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+class _HeadGate:
+    """Forward hook on `attention.self`: multiplies each head's slice of the context by its gate."""
+
+    def __init__(self, masks: StructuredMasks, layer: int) -> None:
+        self.masks = masks
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, args: Any, output: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+        masks, layer = self.masks, self.layer
         gates = masks.head
         if not gates.requires_grad and masks.all_ones_flags()[0][layer]:
             return None
@@ -271,17 +277,19 @@ def _head_hook(masks: StructuredMasks, layer: int):
         gated = (heads * gate.unsqueeze(-1)).reshape(context.shape)
         return (gated, *output[1:])
 
-    return hook
 
+class _MlpGate:
+    """Forward hook on `output.dropout`: scales the FFN block's output before residual + LayerNorm."""
 
-def _mlp_hook(masks: StructuredMasks, layer: int):
-    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
-        gates = masks.mlp
-        if not gates.requires_grad and masks.all_ones_flags()[1][layer]:
+    def __init__(self, masks: StructuredMasks, layer: int) -> None:
+        self.masks = masks
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        gates = self.masks.mlp
+        if not gates.requires_grad and self.masks.all_ones_flags()[1][self.layer]:
             return None
-        return output * gates[layer].to(device=output.device, dtype=output.dtype)
-
-    return hook
+        return output * gates[self.layer].to(device=output.device, dtype=output.dtype)
 
 
 def _reject_head_mask(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
@@ -296,7 +304,7 @@ def attach_masks(model: nn.Module, masks: StructuredMasks) -> MaskHandle:
         raise ValueError("this model already has StructuredMasks attached; remove that handle first")
     hooks = [model.register_forward_pre_hook(_reject_head_mask, with_kwargs=True)]
     for index, layer in enumerate(encoder_layers(model)):
-        hooks.append(layer.attention.self.register_forward_hook(_head_hook(masks, index)))
-        hooks.append(layer.output.dropout.register_forward_hook(_mlp_hook(masks, index)))
-    _ATTACHED[model] = masks
+        hooks.append(layer.attention.self.register_forward_hook(_HeadGate(masks, index)))
+        hooks.append(layer.output.dropout.register_forward_hook(_MlpGate(masks, index)))
+    model._lottery_masks = masks
     return MaskHandle(model, masks, hooks)

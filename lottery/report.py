@@ -128,6 +128,10 @@ def _task_order(task: str) -> tuple[int, str]:
     return (GLUE_ORDER.index(normalised) if normalised in GLUE_ORDER else len(GLUE_ORDER), task)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
 def _mode_order(mode: str) -> tuple[int, str]:
     return (0 if mode.startswith("structured") else 1, mode)
 
@@ -214,7 +218,7 @@ def table_sections(summary: pd.DataFrame, pm: str = " ± ") -> dict[tuple[str, s
 
 def _section_note(summary: pd.DataFrame, model: str, mode: str) -> str:
     part = summary[(summary["model"] == model) & (summary["mode"] == mode) & (summary["ticket"] == "full")]
-    return "; ".join(f"{r.task}: {r.metric}, {r.n} seed{'s' if r.n > 1 else ''}" for r in part.itertuples())
+    return "; ".join(f"{r.task}: {r.metric}, {_seeds(r.n)}" for r in part.itertuples())
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
@@ -426,7 +430,7 @@ def structured_heatmap(model: str, mode: str, task: str, group: list[dict[str, A
     ax_mlps.set_xlim(0, seeds)
     ax_mlps.set_xticks(range(seeds + 1))
     ax_mlps.set_xlabel("seeds in which it survived")
-    figure.suptitle(f"{task} — {model}, {mode} pruning: surviving heads and MLPs of good tickets ({seeds} seeds)")
+    figure.suptitle(f"{task} — {model}, {mode} pruning: surviving heads and MLPs of good tickets ({_seeds(seeds)})")
     return figure
 
 
@@ -454,7 +458,7 @@ def magnitude_heatmap(model: str, mode: str, task: str, group: list[dict[str, An
     )
     ax_mlps.set_xlim(0, 100)
     ax_mlps.set_xlabel("% of weights surviving")
-    figure.suptitle(f"{task} — {model}, {mode} pruning: weights surviving in good tickets ({seeds} seeds)")
+    figure.suptitle(f"{task} — {model}, {mode} pruning: weights surviving in good tickets ({_seeds(seeds)})")
     return figure
 
 
@@ -521,7 +525,7 @@ def bar_chart(model: str, mode: str, task: str, part: pd.DataFrame) -> Figure:
     figure.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     size, size_std, n_size = stat("good", "size")
     seeds = int(part["n"].max())
-    title = f"{task} — {model}, {mode} pruning ({seeds} seed{'s' if seeds > 1 else ''})"
+    title = f"{task} — {model}, {mode} pruning ({_seeds(seeds)})"
     if n_size:
         spread = "" if math.isnan(size_std) else f" ± {size_std:.1f}"
         title += f"\ngood subnetwork keeps {size:.1f}{spread}% of the parameters"

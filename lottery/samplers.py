@@ -63,19 +63,30 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class ShardedSequentialBatchSampler(Sampler[list[int]]):
-    """The dataset in order, in batches of `batch_size`; rank r takes batches r, r+W, r+2W, ..."""
+    """The dataset in order, in batches of `batch_size`; rank r takes batches r, r+W, r+2W, ...
 
-    def __init__(self, num_examples: int, batch_size: int, *, rank: int = 0, world_size: int = 1):
+    With `equal_steps`, a rank that runs out of batches yields empty ones (`[]`) so every rank
+    takes the same number of steps: Lightning's training loop holds a collective every step.
+    Empty batches carry no examples, so sums over batches stay exactly the one-process sums.
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, *, rank: int = 0, world_size: int = 1,
+                 equal_steps: bool = False):
         self.num_examples = num_examples
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
+        self.equal_steps = equal_steps
 
     def __iter__(self) -> Iterator[list[int]]:
         starts = range(self.rank * self.batch_size, self.num_examples, self.batch_size * self.world_size)
         for start in starts:
             yield list(range(start, min(start + self.batch_size, self.num_examples)))
+        for _ in range(len(self) - len(starts)):
+            yield []
 
     def __len__(self) -> int:
         total = -(-self.num_examples // self.batch_size)
+        if self.equal_steps:
+            return -(-total // self.world_size)
         return len(range(self.rank, total, self.world_size))

@@ -12,6 +12,7 @@ from lottery.importance import (
 )
 from lottery.masks import StructuredMasks, attach_masks
 from lottery.models import encoder_layers
+from lottery.pruning import prune_structure
 
 MASK = ([[1, 0, 1, 1], [1, 1, 1, 0]], [1, 0])
 
@@ -110,3 +111,11 @@ def test_compute_importance(tiny_model, two_batches):
     assert result["head"].min() == 0 and result["head"].max() == 1
     torch.testing.assert_close(result["head"], normalize_head_importance(result["head_raw"]))
     torch.testing.assert_close(result["mlp"], normalize_mlp_importance(result["mlp_raw"]))
+
+
+def test_removed_units_of_a_pruned_model_get_zero_gradient(tiny_model, tiny_batch):
+    removed = StructuredMasks.from_lists([[0, 0, 0, 0], [1, 0, 1, 1]], [1, 0])
+    prune_structure(tiny_model, removed)
+    head_grad, mlp_grad, _, _ = gate_gradients(tiny_model, StructuredMasks.for_model(tiny_model), tiny_batch)
+    assert torch.equal(head_grad == 0, removed.head == 0)
+    assert torch.equal(mlp_grad == 0, removed.mlp == 0)

@@ -242,6 +242,10 @@ def test_single_seed_shows_mean_only(tmp_path):
     assert summary["n"].eq(1).all() and summary["std"].isna().all()
     full = f"{result['full']['accuracy']:.3f}"
     assert f"| full | {full} |" in report.markdown_tables(summary)
+    written = report.write_report(tmp_path)  # one seed: no error bars, nan pairwise statistics
+    assert (tmp_path / "report" / "figures" / "heatmap_minilm_rte_structured.png") in written
+    stability = pd.read_csv(tmp_path / "report" / "stability.csv")
+    assert stability["mean_jaccard"].isna().all() and stability["iou"].eq(1.0).all()
 
 
 def test_main_with_fake_wandb(sweep, written, monkeypatch, capsys):

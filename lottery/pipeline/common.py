@@ -14,16 +14,17 @@ Stages: `finetune/` (model + dev metrics), then for `experiment=structured`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
@@ -113,6 +114,8 @@ def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None 
                  **overrides) -> pl.Trainer:
     kwargs = OmegaConf.to_container(run.cfg.trainer, resolve=True)
     kwargs.pop("_target_", None)
+    if isinstance(kwargs.get("strategy"), dict):
+        kwargs["strategy"] = instantiate(kwargs["strategy"])
     kwargs.update(overrides)
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version=job_type)]
     wandb_cfg = run.cfg.logger.get("wandb")
@@ -146,51 +149,100 @@ def is_launching_process() -> bool:
     return all(int(os.environ.get(name, 0)) == 0 for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
+def _job_marker(run_dir: Path) -> Path:
+    """Marks, for the ranks of one job, that its rank 0 took the stage and is running it."""
+    job = "_".join(os.environ.get(name, "") for name in ("SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID")).strip("_")
+    return run_dir / f".running-{job or 'local'}"
+
+
+def _follow_rank_zero(run_dir: Path, done: Path) -> bool:
+    """Ranks > 0 (started by srun or torchrun beside rank 0): wait for rank 0's decision.
+
+    Returns True to run the stage (rank 0 is running it), False to reuse the finished result.
+    Deciding alone could send this rank into a fit that its rank 0 never joins, while rank 0
+    waits on another job's lock.
+    """
+    marker = _job_marker(run_dir)
+    while True:
+        if marker.exists():
+            return True
+        if done.is_file():
+            return False
+        time.sleep(1.0)
+
+
 def run_stage(run_dir: Path, work: Callable[[Path], dict], *, force: bool = False) -> dict:
-    """Run `work(run_dir)` unless `run_dir/metrics.json` says it already finished."""
+    """Run `work(run_dir)` unless `run_dir/metrics.json` says it already finished.
+
+    The launching process (rank 0) decides under an exclusive lock, so two jobs that need the same
+    stage (the fine-tune shared by the structured and magnitude runs) never both run it.
+    """
     done = run_dir / "metrics.json"
-    lock = file_lock(run_dir / ".lock") if is_launching_process() else contextlib.nullcontext()
-    with lock:
+    if not is_launching_process():
+        if not _follow_rank_zero(run_dir, done):
+            return read_json(done)
+        return work(run_dir)
+    with file_lock(run_dir / ".lock"):
         if done.is_file() and not force:
             log.info("reusing finished result %s (force=true redoes it)", done)
             return read_json(done)
-        if force and is_launching_process():
+        if force:
             done.unlink(missing_ok=True)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        marker = _job_marker(run_dir)
+        marker.touch()
         try:
             metrics = work(run_dir)
         finally:
+            marker.unlink(missing_ok=True)
             finish_wandb()
-        if is_launching_process():
-            write_json(done, metrics)
+        write_json(done, metrics)
     return metrics
 
 
-def evaluate(run: Run, module: GlueModule, run_dir: Path, job_type: str) -> dict:
-    """Dev metrics of `module` over the whole dev set (every dev split)."""
+def evaluate(run: Run, module: GlueModule, run_dir: Path, job_type: str, split: str = "dev") -> dict:
+    """Metrics of `module` over a whole split: every dev split, or the search's `selection` split
+    (dev, or the train holdout with search.split=train_holdout)."""
     trainer = make_trainer(run, run_dir, job_type)
-    outputs = trainer.validate(module, datamodule=datamodule(run), verbose=False)
+    if split == "selection" and run.holdout:
+        data = datamodule(run, eval_split="holdout", exclude_holdout=False)
+    else:
+        data = datamodule(run)
+    outputs = trainer.validate(module, datamodule=data, verbose=False)
     metrics: dict[str, float] = {}
     for output in outputs:
         metrics.update({key.removeprefix("val/").split("/dataloader_idx")[0]: float(v) for key, v in output.items()})
     return metrics
 
 
-def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.nn.Module, Path], None],
-        job_type: str, callbacks: list | None = None) -> dict:
-    """Fine-tune `model` with the run's recipe, resuming from `run_dir/checkpoints/last.ckpt`."""
+def recipe_module(run: Run, model: torch.nn.Module, **kwargs) -> GlueModule:
     recipe = run.cfg.recipe
-    module = GlueModule(model, run.task, lr=recipe.lr, adam_eps=recipe.adam_eps,
-                        weight_decay=recipe.weight_decay, warmup_ratio=recipe.warmup_ratio)
+    return GlueModule(model, run.task, lr=recipe.lr, adam_eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
+                      warmup_ratio=recipe.warmup_ratio, **kwargs)
+
+
+def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, callbacks: list | None = None,
+                  data: GlueDataModule | None = None, **trainer_overrides) -> pl.Trainer:
+    """`trainer.fit` that checkpoints every few steps and resumes from `run_dir/checkpoints/last.ckpt`."""
     checkpoints = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0,
-                                 every_n_train_steps=int(recipe.checkpoint_every_n_steps))
-    trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), checkpoint], limit_val_batches=0)
+                                 every_n_train_steps=int(run.cfg.recipe.checkpoint_every_n_steps))
+    trainer_overrides.setdefault("limit_val_batches", 0)
+    trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), checkpoint], **trainer_overrides)
     last = checkpoints / "last.ckpt"
     if last.is_file():
         log.info("resuming %s from %s", job_type, last)
     pl.seed_everything(run.seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule(run), ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=data or datamodule(run), ckpt_path=str(last) if last.is_file() else None)
+    return trainer
+
+
+def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.nn.Module, Path], None],
+        job_type: str, callbacks: list | None = None) -> dict:
+    """Fine-tune `model` with the run's recipe (resumable), score it on dev, save it to `run_dir/model`."""
+    module = recipe_module(run, model)
+    trainer = resumable_fit(run, run_dir, module, job_type, callbacks)
+    checkpoints = run_dir / "checkpoints"
     metrics = evaluate(run, module, run_dir, f"{job_type}-eval")
     if is_launching_process() and trainer.is_global_zero:
         with atomic_directory(run_dir / "model") as folder:

@@ -13,8 +13,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from pytorch_lightning.callbacks import ModelCheckpoint
-
 from callbacks.structured_pruning import StructuredPruning
 from lightning_modules.glue_module import GlueModule
 from lottery.accounting import structured_size
@@ -32,7 +30,8 @@ log = logging.getLogger("lottery")
 SEARCH_EPOCH_LIMIT = 100_000  # the callback stops the fit when the search is done
 
 
-def search(run: Run, run_dir: Path) -> dict:
+def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
+    """The iterative mask search as a Lightning fit (one epoch per iteration), resumable."""
     cfg = run.cfg
     model = load_finetuned(run)
     module = GlueModule(model, run.task, masks=StructuredMasks.for_model(model), search=True)
@@ -41,17 +40,14 @@ def search(run: Run, run_dir: Path) -> dict:
     pruning = StructuredPruning(out_dir=str(run_dir), metric=run.task.pruning_metric, mode=cfg.pruning.mode,
                                 threshold=cfg.search.threshold, head_fraction=cfg.search.head_fraction,
                                 mlps_per_step=cfg.search.mlps_per_step)
-    checkpoints = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0, every_n_epochs=1,
-                                 save_on_train_epoch_end=True)
-    trainer = make_trainer(run, run_dir, "search", [pruning, checkpoint], max_epochs=SEARCH_EPOCH_LIMIT,
-                           limit_val_batches=0, gradient_clip_val=None)
-    last = checkpoints / "last.ckpt"
+    trainer = make_trainer(run, run_dir, "search", [pruning, *(callbacks or [])], max_epochs=SEARCH_EPOCH_LIMIT,
+                           limit_val_batches=0, gradient_clip_val=None, enable_checkpointing=False)
+    last = pruning.checkpoint_path
     if last.is_file():
         log.info("resuming the mask search from %s", last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     summary = read_json(run_dir / "summary.json")
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(last.parent, ignore_errors=True)
     return summary
 
 

@@ -1,0 +1,96 @@
+"""`python -m bench [--repeats N] [--quick] [--out DIR] [--good-mask PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from bench import measurements
+from bench.report import markdown_table, write
+from bench.workloads import PROJECT_ROOT, load_model, log, make_batch
+
+DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 5; --quick: 2)")
+    parser.add_argument("--quick", action="store_true", help="tiny random BERT, 2 repeats: a smoke test of seconds")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--good-mask", default=None, help="structured mask JSON (StructuredMasks.save_json) for the good-size ticket")
+    parser.add_argument("--importance-examples", type=int, default=None,
+                        help="N of the importance-vs-training pass (default 64; --quick: 2 batches)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32 (--quick: 8)")
+    parser.add_argument("--seq-len", type=int, default=None, help="default 128 (--quick: 32)")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
+    warmup = 1 if args.quick else 2
+    args.batch_size = args.batch_size or (8 if args.quick else 32)
+    args.seq_len = args.seq_len or (32 if args.quick else 128)
+    args.importance_examples = args.importance_examples or (2 * args.batch_size if args.quick else 64)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args, repeats, warmup)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
+    start = time.perf_counter()
+    load_before = _load()
+
+    model = load_model(args.quick)
+    batch = make_batch(args.batch_size, args.seq_len)
+    log(f"model {'tiny BERT' if args.quick else 'MiniLM-L6'}, batch {args.batch_size} x {args.seq_len}, {args.threads} threads")
+
+    rows, state = measurements.training_steps(model, batch, repeats, warmup, args.good_mask)
+    rows += measurements.importance_pass(state, args.batch_size, args.seq_len, args.importance_examples, repeats, 1)
+    rows += measurements.magnitude_steps(model, args.quick, repeats)
+    rows += measurements.eval_forward(model, state, batch, repeats, 1)
+    rows += measurements.make_run_wall_time(args.out)
+    rows.sort(key=lambda r: r["measurement"])
+
+    result = {
+        "meta": {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "model": "tiny random BERT (quick)" if args.quick else "all-MiniLM-L6-v2",
+            "quick": args.quick,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "threads": torch.get_num_threads(),
+            "repeats": repeats,
+            "warmup": warmup,
+            "importance_examples": args.importance_examples,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cpu_count": os.cpu_count(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            "load_before": load_before,
+            "load_after": _load(),
+            "wall_s": time.perf_counter() - start,
+        },
+        "rows": rows,
+    }
+    json_path, md_path = write(result, args.out)
+    log(f"wrote {json_path} and {md_path} in {result['meta']['wall_s']:.0f} s")
+    print(markdown_table(rows, args.quick))
+    return 0

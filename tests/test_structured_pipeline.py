@@ -1,0 +1,121 @@
+"""The structured experiment end to end on the tiny BERT: files, tickets, resume and DDP."""
+
+import json
+import logging
+
+import pytest
+from pytorch_lightning.callbacks import Callback
+
+from callbacks.structured_pruning import StructuredPruning
+from lottery.accounting import encoder_parameter_count
+from lottery.masks import StructuredMasks
+from lottery.pipeline import train
+from lottery.pipeline.common import make_run
+from lottery.pipeline.structured import search
+from lottery.pruning import load_pruned
+from tests.helpers import compose_config, tiny_overrides
+
+ITER_KEYS = {"head_mask", "mlp_mask", "score", "head_importance_raw", "head_importance", "mlp_importance_raw",
+             "mlp_importance"}
+
+
+def structured_overrides(root, glue, *extra):
+    return tiny_overrides(root, glue, "experiment=structured", "task=stsb", "search.head_fraction=0.25", *extra)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_glue):
+    root = tmp_path_factory.mktemp("structured")
+    results = train(compose_config(structured_overrides(root, tiny_glue)))
+    return root, results
+
+
+def test_results_and_files(finished):
+    root, results = finished
+    exp = root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps"
+    assert json.loads((exp / "results.json").read_text()) == results
+    assert results["metric"] == "pearson_spearman" and set(results["tickets"]) == {"good", "random", "bad"}
+    iterations = sorted((exp / "search").glob("iter_*.json"))
+    assert iterations[0].name == "iter_000.json"
+    first = json.loads(iterations[0].read_text())
+    assert ITER_KEYS <= set(first) and all(v == 1 for row in first["head_mask"] for v in row)
+    good = results["tickets"]["good"]
+    for kind in ("random", "bad"):  # exact sampling: the same size as good
+        ticket = results["tickets"][kind]
+        assert (ticket["heads_kept"], ticket["mlps_kept"]) == (good["heads_kept"], good["mlps_kept"])
+        assert ticket["pruned"] and ticket["retrained"]
+
+
+def test_good_ticket_passes_the_threshold_on_the_search_split(finished):
+    _, results = finished
+    search = results["search"]
+    assert results["tickets"]["good"]["pruned"]["pearson_spearman"] == pytest.approx(
+        max(search["threshold_score"], results["tickets"]["good"]["pruned"]["pearson_spearman"]))
+    assert results["tickets"]["good"]["pruned"]["pearson_spearman"] >= search["threshold_score"] - 1e-6
+
+
+def test_retrained_ticket_is_physically_smaller_as_accounted(finished):
+    root, results = finished
+    folder = root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps" / "retrained" / "good" / "model"
+    model = load_pruned(folder)
+    assert encoder_parameter_count(model) == results["tickets"]["good"]["params_kept"]
+
+
+def test_rerun_reuses_every_stage(finished, tiny_glue, caplog):
+    root, results = finished
+    with caplog.at_level(logging.INFO, logger="lottery"):
+        again = train(compose_config(structured_overrides(root, tiny_glue)))
+    assert again == results
+    assert caplog.text.count("reusing finished result") == 1 + 1 + 3 + 3  # finetune, search, pruned, retrained
+
+
+def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, monkeypatch, caplog):
+    root, results = finished
+    # Reuse the finished fine-tune, then kill the search after two iterations.
+    source = root / "tiny" / "stsb" / "seed1337" / "finetune"
+    target = tmp_path / "tiny" / "stsb" / "seed1337" / "finetune"
+    target.parent.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(source, target)
+    original = StructuredPruning.on_train_epoch_end
+    calls = {"n": 0}
+
+    def killed_after_two(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated kill")
+
+    monkeypatch.setattr(StructuredPruning, "on_train_epoch_end", killed_after_two)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(compose_config(structured_overrides(tmp_path, tiny_glue, "tickets.retrain=false")))
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="lottery"):
+        resumed = train(compose_config(structured_overrides(tmp_path, tiny_glue, "tickets.retrain=false")))
+    assert "resuming the mask search" in caplog.text
+    assert resumed["tickets"]["good"]["head_mask"] == results["tickets"]["good"]["head_mask"]
+    assert resumed["search"] == results["search"]
+
+
+class RecordMasks(Callback):
+    """Writes, on every rank, the mask the rank holds when the fit ends."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_fit_end(self, trainer, pl_module):
+        StructuredMasks(pl_module.masks.head, pl_module.masks.mlp).save_json(
+            f"{self.folder}/rank{trainer.global_rank}.json")
+
+
+def test_ddp_sim_search_gives_the_same_masks_on_both_ranks_and_as_one_process(finished, tiny_glue, tmp_path):
+    root, results = finished
+    cfg = compose_config(structured_overrides(root, tiny_glue, "trainer=ddp_sim"))
+    summary = search(make_run(cfg), tmp_path / "ddp", callbacks=[RecordMasks(tmp_path)])
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0 == rank1
+    assert rank0["head_mask"] == results["tickets"]["good"]["head_mask"]
+    assert summary["full_score"] == pytest.approx(results["search"]["full_score"], abs=1e-5)
+    assert summary["good_iteration"] == results["search"]["good_iteration"]
