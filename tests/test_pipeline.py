@@ -97,3 +97,13 @@ def test_ddp_sim_gives_the_same_dev_metrics_as_one_process(tmp_path, tiny_glue):
     trained = train(compose_config(tiny_overrides(tmp_path / "fit", tiny_glue, "task=mrpc", "trainer=ddp_sim")))
     assert set(trained) == {"accuracy", "f1"}
     assert (tmp_path / "fit" / "tiny" / "mrpc" / "seed1337" / "finetune" / "model" / "config.json").is_file()
+
+
+def test_wandb_logger_works_offline_and_finishes_its_runs(tmp_path, tiny_glue, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "logger=wandb")))
+    import wandb
+
+    assert wandb.run is None  # finished, so the next stage or sweep job starts its own
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))  # one run per stage: training and its dev scores

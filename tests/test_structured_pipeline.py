@@ -99,7 +99,7 @@ def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, m
 
 
 class RecordMasks(Callback):
-    """Writes, on every rank, the mask the rank holds when the fit ends."""
+    """Writes, on every rank, the mask the rank holds when the fit ends (the last one evaluated)."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -115,7 +115,20 @@ def test_ddp_sim_search_gives_the_same_masks_on_both_ranks_and_as_one_process(fi
     summary = search(make_run(cfg), tmp_path / "ddp", callbacks=[RecordMasks(tmp_path)])
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
-    assert rank0 == rank1
-    assert rank0["head_mask"] == results["tickets"]["good"]["head_mask"]
+    assert rank0 == rank1  # the mask each rank held at the end
+    good = json.loads((tmp_path / "ddp" / "good.json").read_text())
+    assert good["head_mask"] == results["tickets"]["good"]["head_mask"]
+    assert good["mlp_mask"] == results["tickets"]["good"]["mlp_mask"]
     assert summary["full_score"] == pytest.approx(results["search"]["full_score"], abs=1e-5)
     assert summary["good_iteration"] == results["search"]["good_iteration"]
+
+
+def test_wandb_offline_gets_the_results_table_and_mask_artifact(finished, tiny_glue, monkeypatch):
+    from lottery.pipeline.wandb_results import log_results
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    root, results = finished
+    run = make_run(compose_config(structured_overrides(root, tiny_glue, "logger=wandb")))
+    log_results(run, results, root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps")
+    offline = list((root / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))

@@ -8,6 +8,7 @@ experiment's schema, with the sparsity and per-head / per-MLP survival in place 
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -26,6 +27,7 @@ from lottery.pipeline.common import (
     Run, datamodule, evaluate, fit, load_finetuned, pretrained_model, recipe_module, resumable_fit, run_stage,
 )
 from lottery.pipeline.results import majority_of, print_table, results_header
+from lottery.pipeline.wandb_results import log_results
 from lottery.search import warn_if_degenerate
 
 log = logging.getLogger("lottery")
@@ -76,18 +78,20 @@ def oneshot_search(run: Run, run_dir: Path) -> dict:
             "good_iteration": search.good_step, "sparsity": search.good.sparsity(), "history": search.history}
 
 
+def pretrained_state(run: Run) -> dict[str, torch.Tensor]:
+    """Every parameter of the pre-trained model (with the run's seeded head), on the CPU."""
+    return {name: p.detach().cpu().clone() for name, p in pretrained_model(run).named_parameters()}
+
+
 def imp_search(run: Run, run_dir: Path) -> dict:
     """Iterative magnitude pruning with rewinding (Chen et al. 2020), resumable mid-round."""
     pruning = run.cfg.pruning
     metric = run.task.pruning_metric
     full = evaluate(run, recipe_module(run, load_finetuned(run)), run_dir, "imp-full", split="selection")[metric]
 
-    def pretrained_state() -> dict[str, torch.Tensor]:
-        return {name: p.detach().cpu().clone() for name, p in pretrained_model(run).named_parameters()}
-
     epochs = int(pruning.imp_epochs_per_round)
     callback = IterativeMagnitudePruning(
-        out_dir=str(run_dir), metric=metric, pretrained=pretrained_state, full_score=full,
+        out_dir=str(run_dir), metric=metric, pretrained=functools.partial(pretrained_state, run), full_score=full,
         rounds=int(pruning.imp_rounds), epochs_per_round=epochs, fraction=pruning.fraction,
         threshold=pruning.threshold, **parameter_options(run))
     module = recipe_module(run, load_finetuned(run), schedule_epochs=epochs)
@@ -175,4 +179,5 @@ def run_magnitude(run: Run, full_metrics: dict) -> dict:
         results["tickets"][kind] = entry
     write_json(exp_dir / "results.json", results)
     print_table(results)
+    log_results(run, results, exp_dir)
     return results

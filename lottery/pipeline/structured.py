@@ -22,6 +22,7 @@ from lottery.pipeline.common import (
     Run, datamodule, evaluate, fit, load_finetuned, make_trainer, pretrained_model, run_stage,
 )
 from lottery.pipeline.results import majority_of, print_table, results_header
+from lottery.pipeline.wandb_results import log_results
 from lottery.pruning import prune_structure, save_pruned
 from lottery.search import warn_if_degenerate
 from lottery.tickets import bad_ticket, random_ticket
@@ -106,4 +107,5 @@ def run_structured(run: Run, full_metrics: dict) -> dict:
         results["tickets"][kind] = entry
     write_json(exp_dir / "results.json", results)
     print_table(results)
+    log_results(run, results, exp_dir)
     return results
