@@ -12,6 +12,7 @@ import torch
 import transformers
 
 from bench import measurements
+from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
 from bench.workloads import PROJECT_ROOT, load_model, log, make_batch
 
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     rows += measurements.importance_pass(state, args.batch_size, args.seq_len, args.importance_examples, repeats, 1)
     rows += measurements.magnitude_steps(model, args.quick, repeats)
     rows += measurements.eval_forward(model, state, batch, repeats, 1)
+    rows += mrpc_padding(model, repeats, args.quick)
     rows += measurements.make_run_wall_time(args.out)
     rows.sort(key=lambda r: r["measurement"])
 

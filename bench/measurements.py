@@ -10,6 +10,7 @@
 5. one global_magnitude_step (10% of remaining) over all eligible weights   MiniLM < 1 s, bert-base < 5 s
 6. eval forward of the pruned good-size ticket vs the full model           information
 7. `make run` wall time, recorded by hand in make_run_wall_time.json       information
+8. an MRPC epoch with length-grouped dynamic padding vs fixed 128 (bench.padding)  information
 """
 
 from __future__ import annotations

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from bench.flops import __doc__ as FLOPS_DOC
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from lottery.io import write_text
 
 
 def status(entry: dict, quick: bool) -> str:
@@ -95,6 +80,6 @@ def markdown(result: dict) -> str:
 
 def write(result: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
-    json_path = atomic_write(out_dir / "bench.json", json.dumps(result, indent=2) + "\n")
-    md_path = atomic_write(out_dir / "bench.md", markdown(result))
+    json_path = write_text(out_dir / "bench.json", json.dumps(result, indent=2) + "\n")
+    md_path = write_text(out_dir / "bench.md", markdown(result))
     return json_path, md_path

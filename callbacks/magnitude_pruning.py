@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 
 from callbacks.weight_masks import WeightMaskEnforcer
 from lottery.io import write_json
-from lottery.magnitude import WeightMasks, eligible_parameters, global_magnitude_step, rewind_, sparsity_report
+from lottery.magnitude import (
+    WeightMasks,
+    eligible_parameters,
+    global_magnitude_step,
+    rewind_,
+    sparsity_report,
+)
 
 
 class IterativeMagnitudePruning(WeightMaskEnforcer):

@@ -18,7 +18,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lottery.importance import ImportanceAccumulator, normalize_head_importance, normalize_mlp_importance
+from lottery.importance import (
+    ImportanceAccumulator,
+    normalize_head_importance,
+    normalize_mlp_importance,
+)
 from lottery.io import write_json
 from lottery.masks import StructuredMasks
 from lottery.search import SearchConfig, StructuredSearch

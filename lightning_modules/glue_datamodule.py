@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from lottery.features import PadCollator, TokenizedSplit, holdout_indices, load_tokenized
+from lottery.features import (
+    PadCollator,
+    TokenizedSplit,
+    holdout_indices,
+    load_tokenized,
+)
 from lottery.samplers import LengthGroupedBatchSampler, ShardedSequentialBatchSampler
 from lottery.tasks import get_task
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassMatthewsCorrCoef
+from torchmetrics.classification import (
+    BinaryF1Score,
+    MulticlassAccuracy,
+    MulticlassMatthewsCorrCoef,
+)
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from lottery.tasks import GlueTask, split_suffix

@@ -47,7 +47,6 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     finally:
         finish_wandb()
-    return None
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class TokenizedSplit(Dataset):
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
-    def subset(self, indices: Sequence[int]) -> "TokenizedSplit":
+    def subset(self, indices: Sequence[int]) -> TokenizedSplit:
         return TokenizedSplit(
             [self.input_ids[i] for i in indices], [self.token_type_ids[i] for i in indices],
             [self.labels[i] for i in indices],

@@ -33,7 +33,7 @@ class Examples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: list[int]) -> "Examples":
+    def subset(self, indices: list[int]) -> Examples:
         return Examples([self.texts[i] for i in indices], [self.labels[i] for i in indices])
 
 

@@ -13,9 +13,9 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,16 +38,16 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically: a temp file in the same folder, fsynced, then renamed over `path`."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write `path` through a temp file in its folder (fsynced, then renamed over it), so a reader
+    or a crash never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: results are for the whole team
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_jsonable(data), handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -56,6 +56,15 @@ def write_json(path: str | Path, data: Any) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically (NaN and infinity become null)."""
+    return write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

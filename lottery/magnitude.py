@@ -14,8 +14,6 @@ fine-tuned weights, with no retraining in between; iterative magnitude pruning w
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
@@ -24,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lottery.masks import MaskShapeError  # noqa: F401  (re-exported)
+from lottery.io import atomic_write
+from lottery.masks import MaskShapeError
 from lottery.models import encoder_layers, model_shape
 
 ATTENTION_SUFFIXES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
@@ -194,15 +193,7 @@ class WeightMasks(Mapping[str, Tensor]):
         for i, mask in enumerate(self._masks.values()):
             arrays[f"bits_{i}"] = np.packbits(mask.numpy().reshape(-1))
             arrays[f"shape_{i}"] = np.array(mask.shape, dtype=np.int64)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> WeightMasks:

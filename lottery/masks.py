@@ -17,8 +17,6 @@ Masks always refer to the ORIGINAL head indices, also on a physically pruned mod
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lottery.io import write_json
 from lottery.models import encoder_layers, model_shape
 
 if TYPE_CHECKING:
@@ -195,19 +194,8 @@ class StructuredMasks:
         return masks
 
     def save_json(self, path: str | Path) -> Path:
-        """Write atomically: a temporary file in the same folder, then `os.replace`."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle)
-                handle.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write atomically (a temporary file in the same folder, then a rename)."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load_json(cls, path: str | Path, expected_shape: tuple[int, int] | None = None) -> StructuredMasks:

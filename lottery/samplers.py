@@ -9,6 +9,7 @@ and no example is evaluated twice (unlike a padded DistributedSampler).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -58,8 +59,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         yield from self._global_batches()[self.rank::self.world_size]
 
     def __len__(self) -> int:
-        total = -(-len(self.lengths) // self.batch_size)
-        return -(-total // self.world_size)
+        total = math.ceil(len(self.lengths) / self.batch_size)
+        return math.ceil(total / self.world_size)
 
 
 class ShardedSequentialBatchSampler(Sampler[list[int]]):
@@ -86,7 +87,7 @@ class ShardedSequentialBatchSampler(Sampler[list[int]]):
             yield []
 
     def __len__(self) -> int:
-        total = -(-self.num_examples // self.batch_size)
+        total = math.ceil(self.num_examples / self.batch_size)
         if self.equal_steps:
-            return -(-total // self.world_size)
+            return math.ceil(total / self.world_size)
         return len(range(self.rank, total, self.world_size))

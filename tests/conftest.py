@@ -30,7 +30,7 @@ def tiny_batch():
 
 
 # ----- tiny GLUE-format files with the real files' quirks -----
-WORDS = "the a cat dog sat ran on under mat house big small red blue happy sad film good bad plot".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "house", "big", "small", "red", "blue", "happy", "sad", "film", "good", "bad", "plot"]
 
 
 def _sentence(rng, n: int) -> str:

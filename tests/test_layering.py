@@ -19,4 +19,4 @@ def test_algorithms_import_without_lightning_hydra_or_wandb():
 
 def test_the_check_would_catch_a_forbidden_import():
     code = "import sys, lightning_modules.glue_module; print('pytorch_lightning' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False).stdout.strip() == "True"

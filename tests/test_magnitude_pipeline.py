@@ -1,5 +1,6 @@
 """The magnitude experiment end to end on the tiny BERT: one-shot (paper) and IMP with rewinding."""
 
+import itertools
 import json
 import logging
 
@@ -38,15 +39,15 @@ def test_results_share_the_structured_schema_with_sparsity(finished):
 
 
 def test_each_step_prunes_the_fraction_of_the_remaining_weights(finished):
-    root, results = finished
+    root, _results = finished
     steps = sorted((root / "tiny" / "stsb" / "seed1337" / "magnitude_paper" / "search").glob("step_*.json"))
     sparsities = [json.loads(path.read_text())["sparsity"] for path in steps]
-    for before, after in zip(sparsities, sparsities[1:]):
+    for before, after in itertools.pairwise(sparsities):
         assert 1 - after == pytest.approx((1 - before) * 0.7, abs=1e-4)
 
 
 def test_retrained_ticket_keeps_pruned_weights_at_zero(finished):
-    root, results = finished
+    root, _results = finished
     from transformers import AutoModelForSequenceClassification
 
     exp = root / "tiny" / "stsb" / "seed1337" / "magnitude_paper"

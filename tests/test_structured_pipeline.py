@@ -132,3 +132,18 @@ def test_wandb_offline_gets_the_results_table_and_mask_artifact(finished, tiny_g
     log_results(run, results, root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps")
     offline = list((root / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+
+def test_super_experiment_scores_super_tickets_from_the_report(finished, tiny_glue, tmp_path):
+    root, results = finished
+    source = tmp_path / "super" / "tiny" / "stsb" / "structured"
+    good = StructuredMasks.from_lists(results["tickets"]["good"]["head_mask"], results["tickets"]["good"]["mlp_mask"])
+    for kind in ("good", "random", "bad"):
+        good.save_json(source / f"super_{kind}.json")
+    base = structured_overrides(root, tiny_glue, "experiment=super", "tickets.retrain=false")
+    super_results = train(compose_config([*base, f"super_tickets.dir={tmp_path / 'super'}"]))
+    assert super_results["pruning"] == "super_heads_mlps"
+    assert super_results["tickets"]["good"]["pruned"] == results["tickets"]["good"]["pruned"]
+    assert (root / "tiny" / "stsb" / "seed1337" / "super_heads_mlps" / "results.json").is_file()
+    with pytest.raises(FileNotFoundError, match="super-ticket masks not found"):
+        train(compose_config([*base, f"super_tickets.dir={tmp_path / 'nowhere'}"]))

@@ -26,8 +26,12 @@ def train(cfg: DictConfig) -> dict:
         from lottery.pipeline.structured import run_structured
 
         return run_structured(run, metrics)
+    if cfg.stage == "super":
+        from lottery.pipeline.structured import run_super
+
+        return run_super(run, metrics)
     if cfg.stage == "magnitude":
         from lottery.pipeline.magnitude import run_magnitude
 
         return run_magnitude(run, metrics)
-    raise ValueError(f"unknown stage {cfg.stage!r}: use experiment=finetune|structured|magnitude")
+    raise ValueError(f"unknown stage {cfg.stage!r}: use experiment=finetune|structured|magnitude|super")

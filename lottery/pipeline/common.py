@@ -32,9 +32,9 @@ from transformers import AutoTokenizer
 
 from lightning_modules.glue_datamodule import GlueDataModule
 from lightning_modules.glue_module import GlueModule
-from lottery.pipeline.config import experiment_dir_name
 from lottery.io import atomic_directory, file_lock, read_json, write_json
 from lottery.models import load_classifier, minilm_path, tiny_bert
+from lottery.pipeline.config import experiment_dir_name
 from lottery.tasks import GlueTask, get_task
 
 log = logging.getLogger("lottery")
@@ -99,13 +99,13 @@ def finetune_dir(run: Run) -> Path:
 # ----- data, trainers, logging -----
 def datamodule(run: Run, **overrides) -> GlueDataModule:
     cfg = run.cfg
-    args = dict(
-        task=run.task.name, tokenizer=run.tokenizer, glue_dir=cfg.data.glue_dir, cache_dir=cfg.data.cache_dir,
-        max_length=cfg.recipe.max_length, batch_size=cfg.recipe.batch_size,
-        eval_batch_size=cfg.recipe.eval_batch_size, seed=run.seed, group_by_length=cfg.data.group_by_length,
-        pad_to=cfg.data.pad_to, num_workers=cfg.data.num_workers, train_limit=cfg.data.train_limit,
-        eval_limit=cfg.data.eval_limit, exclude_holdout=run.holdout,
-    )
+    args = {
+        "task": run.task.name, "tokenizer": run.tokenizer, "glue_dir": cfg.data.glue_dir, "cache_dir": cfg.data.cache_dir,
+        "max_length": cfg.recipe.max_length, "batch_size": cfg.recipe.batch_size,
+        "eval_batch_size": cfg.recipe.eval_batch_size, "seed": run.seed, "group_by_length": cfg.data.group_by_length,
+        "pad_to": cfg.data.pad_to, "num_workers": cfg.data.num_workers, "train_limit": cfg.data.train_limit,
+        "eval_limit": cfg.data.eval_limit, "exclude_holdout": run.holdout,
+    }
     args.update(overrides)
     return GlueDataModule(**args)
 
@@ -146,7 +146,7 @@ def finish_wandb() -> None:
 # ----- stages -----
 def is_launching_process() -> bool:
     """False in processes that a DDP launcher or srun started as ranks > 0."""
-    return all(int(os.environ.get(name, 0)) == 0 for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
 def _job_marker(run_dir: Path) -> Path:

@@ -20,15 +20,29 @@ from callbacks.weight_masks import WeightMaskEnforcer
 from lottery.accounting import encoder_parameter_count
 from lottery.io import read_json, write_json
 from lottery.magnitude import (
-    MagnitudeSearch, WeightMasks, bad_weight_ticket, eligible_parameters, global_magnitude_step, load_weight_masks,
-    random_weight_ticket, snapshot_cpu, sparsity_report,
+    MagnitudeSearch,
+    WeightMasks,
+    bad_weight_ticket,
+    eligible_parameters,
+    global_magnitude_step,
+    load_weight_masks,
+    random_weight_ticket,
+    snapshot_cpu,
+    sparsity_report,
 )
 from lottery.pipeline.common import (
-    Run, datamodule, evaluate, fit, load_finetuned, pretrained_model, recipe_module, resumable_fit, run_stage,
+    Run,
+    datamodule,
+    evaluate,
+    fit,
+    load_finetuned,
+    pretrained_model,
+    recipe_module,
+    resumable_fit,
+    run_stage,
 )
-from lottery.pipeline.results import majority_of, print_table, results_header
+from lottery.pipeline.results import majority_and_warning, print_table, results_header
 from lottery.pipeline.wandb_results import log_results
-from lottery.search import warn_if_degenerate
 
 log = logging.getLogger("lottery")
 
@@ -151,11 +165,7 @@ def run_magnitude(run: Run, full_metrics: dict) -> dict:
     finetuned = load_finetuned(run)
     finetuned_weights = snapshot_cpu(finetuned, eligible_parameters(finetuned, **parameter_options(run)))
     tickets = make_tickets(run, good, finetuned_weights, exp_dir / "tickets")
-    majority = majority_of(run)
-    metric = run.task.pruning_metric
-    warning = warn_if_degenerate(summary["full_score"], majority.get(metric, 0.0), cfg.pruning.threshold)
-    if warning:
-        log.warning(warning)
+    majority, warning = majority_and_warning(run, summary["full_score"], cfg.pruning.threshold)
 
     encoder_total = encoder_parameter_count(finetuned)
     results = results_header(run, "magnitude", full_metrics, majority)

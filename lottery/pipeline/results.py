@@ -3,8 +3,13 @@ the table printed at the end of a run."""
 
 from __future__ import annotations
 
+import logging
+
 from lottery.baselines import majority_baseline
 from lottery.pipeline.common import Run, datamodule
+from lottery.search import warn_if_degenerate
+
+log = logging.getLogger("lottery")
 
 TICKET_ROWS = (("pruned", "pr"), ("retrained", "re"))
 
@@ -17,6 +22,15 @@ def majority_of(run: Run) -> dict[str, float]:
     has_train = "train" in data.splits
     train = data.labels_of("train") if has_train else dev[run.task.eval_splits[0]]
     return majority_baseline(run.task, train, dev)
+
+
+def majority_and_warning(run: Run, full_score: float, threshold: float) -> tuple[dict[str, float], str | None]:
+    """The majority baseline, and a warning (logged) when threshold x full does not clear it."""
+    majority = majority_of(run)
+    warning = warn_if_degenerate(full_score, majority.get(run.task.pruning_metric, 0.0), threshold)
+    if warning:
+        log.warning(warning)
+    return majority, warning
 
 
 def results_header(run: Run, mode: str, full_metrics: dict, majority: dict) -> dict:
@@ -38,8 +52,8 @@ def table_lines(results: dict) -> list[str]:
     def cell(metrics: dict | None) -> str:
         return "-" if not metrics or metrics.get(metric) is None else f"{metrics[metric]:.4f}"
 
-    lines = [f"{results['model']} / {results['task']} / seed {results['seed']} / {results['pruning']} "
-             f"(metric: {metric})", "", "| row | score | size % |", "|---|---|---|",
+    lines = [(f"{results['model']} / {results['task']} / seed {results['seed']} / {results['pruning']} "
+             f"(metric: {metric})"), "", "| row | score | size % |", "|---|---|---|",
              f"| full | {cell(results['full'])} | 100.0 |",
              f"| majority baseline | {cell(results['majority_baseline'])} | - |"]
     for kind, ticket in results["tickets"].items():

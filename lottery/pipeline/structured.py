@@ -19,12 +19,18 @@ from lottery.accounting import structured_size
 from lottery.io import read_json, write_json
 from lottery.masks import StructuredMasks
 from lottery.pipeline.common import (
-    Run, datamodule, evaluate, fit, load_finetuned, make_trainer, pretrained_model, run_stage,
+    Run,
+    datamodule,
+    evaluate,
+    fit,
+    load_finetuned,
+    make_trainer,
+    pretrained_model,
+    run_stage,
 )
-from lottery.pipeline.results import majority_of, print_table, results_header
+from lottery.pipeline.results import majority_and_warning, print_table, results_header
 from lottery.pipeline.wandb_results import log_results
 from lottery.pruning import prune_structure, save_pruned
-from lottery.search import warn_if_degenerate
 from lottery.tickets import bad_ticket, random_ticket
 
 log = logging.getLogger("lottery")
@@ -71,26 +77,16 @@ def make_tickets(run: Run, good: StructuredMasks, folder: Path) -> dict[str, Str
     return tickets
 
 
-def run_structured(run: Run, full_metrics: dict) -> dict:
-    cfg = run.cfg
-    exp_dir = run.experiment_dir("structured")
-    force = bool(cfg.force)
-    summary = run_stage(exp_dir / "search", lambda d: search(run, d), force=force)
-    good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
-    tickets = make_tickets(run, good, exp_dir / "tickets")
-
-    majority = majority_of(run)
-    metric = run.task.pruning_metric
-    warning = warn_if_degenerate(summary["full_score"], majority.get(metric, 0.0), cfg.search.threshold)
-    if warning:
-        log.warning(warning)
-
+def score_tickets(run: Run, exp_dir: Path, tickets: dict[str, StructuredMasks]) -> dict[str, dict]:
+    """Each ticket's size, its score pruned (mask on the fine-tuned model) and retrained (cut out
+    of the pre-trained model, fine-tuned with the same recipe and seed); every piece resumable."""
+    force = bool(run.cfg.force)
     reference = load_finetuned(run)
-    results = results_header(run, "structured", full_metrics, majority)
-    results.update(num_layers=good.shape[0], num_heads=good.shape[1], search=summary, warning=warning)
+    entries = {}
     for kind, masks in tickets.items():
-        entry = {key: structured_size(reference, masks)[key]
-                 for key in ("size_pct", "heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept")}
+        size = structured_size(reference, masks)
+        entry = {key: size[key] for key in ("size_pct", "heads_kept", "heads_total", "mlps_kept", "mlps_total",
+                                            "params_kept")}
         entry.update(head_mask=masks.head.int().tolist(), mlp_mask=masks.mlp.int().tolist(),
                      mask_file=f"tickets/{kind}.json")
 
@@ -103,9 +99,55 @@ def run_structured(run: Run, full_metrics: dict) -> dict:
 
         entry["pruned"] = run_stage(exp_dir / "pruned" / kind, pruned_work, force=force)
         entry["retrained"] = (run_stage(exp_dir / "retrained" / kind, retrained_work, force=force)
-                              if cfg.tickets.retrain else None)
-        results["tickets"][kind] = entry
+                              if run.cfg.tickets.retrain else None)
+        entries[kind] = entry
+    return entries
+
+
+def finish(run: Run, exp_dir: Path, results: dict) -> dict:
     write_json(exp_dir / "results.json", results)
     print_table(results)
     log_results(run, results, exp_dir)
     return results
+
+
+def run_structured(run: Run, full_metrics: dict) -> dict:
+    cfg = run.cfg
+    exp_dir = run.experiment_dir("structured")
+    summary = run_stage(exp_dir / "search", lambda d: search(run, d), force=bool(cfg.force))
+    good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
+    tickets = make_tickets(run, good, exp_dir / "tickets")
+    majority, warning = majority_and_warning(run, summary["full_score"], cfg.search.threshold)
+    results = results_header(run, "structured", full_metrics, majority)
+    results.update(num_layers=good.shape[0], num_heads=good.shape[1], search=summary, warning=warning)
+    results["tickets"] = score_tickets(run, exp_dir, tickets)
+    return finish(run, exp_dir, results)
+
+
+def run_super(run: Run, full_metrics: dict) -> dict:
+    """Super-good / super-random / super-bad tickets (written by `python -m lottery.report` from a
+    sweep's good masks across seeds) scored pruned and retrained on this seed, like any ticket."""
+    from lottery.report import mode_name
+
+    cfg = run.cfg
+    variant = mode_name({"mode": "structured", "pruning": str(cfg.pruning.mode), "search_split": cfg.search.split})
+    source = Path(cfg.super_tickets.dir) / str(cfg.model.id) / run.task.name / variant
+    files = {kind: source / f"super_{kind}.json" for kind in cfg.tickets.kinds}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"super-ticket masks not found: {', '.join(missing)}. Run the structured sweep over several seeds, "
+            f"then `python -m lottery.report {cfg.paths.root}` (it writes report/super/...), or point "
+            f"super_tickets.dir at such a folder.")
+    exp_dir = run.experiment_dir("super")
+    reference = load_finetuned(run)
+    tickets = {}
+    for kind, path in files.items():
+        tickets[kind] = StructuredMasks.load_json(path, expected_shape=StructuredMasks.for_model(reference).shape)
+        tickets[kind].save_json(exp_dir / "tickets" / f"{kind}.json")
+    majority, warning = majority_and_warning(run, full_metrics[run.task.pruning_metric], cfg.search.threshold)
+    results = results_header(run, "structured", full_metrics, majority)
+    results.update(pruning=f"super_{cfg.pruning.mode}", num_layers=reference.config.num_hidden_layers,
+                   num_heads=reference.config.num_attention_heads, super_source=str(source), warning=warning)
+    results["tickets"] = score_tickets(run, exp_dir, tickets)
+    return finish(run, exp_dir, results)
