@@ -527,7 +527,7 @@ def bar_chart(model: str, mode: str, task: str, part: pd.DataFrame) -> Figure:
     title = f"{task} — {model}, {mode} pruning ({_seeds(seeds)})"
     if n_size:
         spread = "" if math.isnan(size_std) else f" ± {size_std:.1f}"
-        title += f"\ngood subnetwork keeps {size:.1f}{spread}% of the parameters"
+        title += f"\ngood subnetwork keeps {size:.1f}{spread}% of the non-embedding encoder parameters"
     ax.set_title(title)
     return figure
 
