@@ -40,6 +40,7 @@ from lottery.pipeline.common import (
     recipe_module,
     resumable_fit,
     run_stage,
+    save_plain,
 )
 from lottery.pipeline.results import majority_and_warning, print_table, results_header
 from lottery.pipeline.wandb_results import log_results
@@ -143,7 +144,7 @@ def retrain(run: Run, run_dir: Path, masks: WeightMasks, kind: str) -> dict:
     model = pretrained_model(run)
     masks.check_compatible(model)
     masks.apply_(model)
-    metrics = fit(run, run_dir, model, lambda m, folder: m.save_pretrained(str(folder)), f"retrained-{kind}",
+    metrics = fit(run, run_dir, model, save_plain, f"retrained-{kind}",
                   callbacks=[WeightMaskEnforcer(masks)])
     parameters = dict(model.named_parameters())
     leaked = sum(int(torch.count_nonzero(parameters[name].detach().cpu()[~mask])) for name, mask in masks.items())

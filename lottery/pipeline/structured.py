@@ -95,7 +95,7 @@ def score_tickets(run: Run, exp_dir: Path, tickets: dict[str, StructuredMasks]) 
 
         def retrained_work(run_dir: Path, masks: StructuredMasks = masks, kind: str = kind) -> dict:
             model = prune_structure(pretrained_model(run), masks)
-            return fit(run, run_dir, model, lambda m, folder: save_pruned(m, folder), f"retrained-{kind}")
+            return fit(run, run_dir, model, save_pruned, f"retrained-{kind}")
 
         entry["pruned"] = run_stage(exp_dir / "pruned" / kind, pruned_work, force=force)
         entry["retrained"] = (run_stage(exp_dir / "retrained" / kind, retrained_work, force=force)
