@@ -14,7 +14,7 @@ import transformers
 from bench import measurements
 from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
-from bench.workloads import PROJECT_ROOT, load_model, log, make_batch
+from bench.workloads import PROJECT_ROOT, RUNTIME, load_model, log, make_batch
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results"
 
@@ -29,7 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="N of the importance-vs-training pass (default 64; --quick: 2 batches)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 32 (--quick: 8)")
     parser.add_argument("--seq-len", type=int, default=None, help="default 128 (--quick: 32)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda")
+    parser.add_argument("--precision", choices=("32", "bf16"), default=None,
+                        help="32 = float32; bf16 = bfloat16 autocast as trainer.precision=bf16-mixed (default: 32 on cpu, bf16 on cuda)")
+    parser.add_argument("--model", default=None, help="folder of a BERT-layout model (default: the packaged MiniLM)")
     return parser.parse_args(argv)
 
 
@@ -40,6 +44,12 @@ def _load() -> str:
         return "n/a"
 
 
+def _device_text(args: argparse.Namespace) -> str:
+    if args.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(args.device))}, {args.precision}"
+    return f"CPU, {args.threads} threads, {args.precision}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
@@ -47,6 +57,10 @@ def main(argv=None) -> int:
     args.batch_size = args.batch_size or (8 if args.quick else 32)
     args.seq_len = args.seq_len or (32 if args.quick else 128)
     args.importance_examples = args.importance_examples or (2 * args.batch_size if args.quick else 64)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; run without --device (CPU)")
+    args.precision = args.precision or ("bf16" if args.device.startswith("cuda") else "32")
+    RUNTIME.device, RUNTIME.bf16 = args.device, args.precision == "bf16"
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -59,26 +73,29 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     start = time.perf_counter()
     load_before = _load()
 
-    model = load_model(args.quick)
+    model = load_model(args.quick, args.model)
     batch = make_batch(args.batch_size, args.seq_len)
-    log(f"model {'tiny BERT' if args.quick else 'MiniLM-L6'}, batch {args.batch_size} x {args.seq_len}, {args.threads} threads")
+    log(f"model {'tiny BERT' if args.quick else args.model or 'MiniLM-L6'}, batch {args.batch_size} x {args.seq_len}, "
+        f"{_device_text(args)}")
 
     rows, state = measurements.training_steps(model, batch, repeats, warmup, args.good_mask)
     rows += measurements.importance_pass(state, args.batch_size, args.seq_len, args.importance_examples, repeats, 1)
     rows += measurements.magnitude_steps(model, args.quick, repeats)
     rows += measurements.eval_forward(model, state, batch, repeats, 1)
-    rows += mrpc_padding(model, repeats, args.quick)
+    rows += mrpc_padding(model, repeats, args.quick, args.model)
     rows += measurements.make_run_wall_time(args.out)
     rows.sort(key=lambda r: r["measurement"])
 
     result = {
         "meta": {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "model": "tiny random BERT (quick)" if args.quick else "all-MiniLM-L6-v2",
+            "model": "tiny random BERT (quick)" if args.quick else (args.model or "all-MiniLM-L6-v2"),
             "quick": args.quick,
             "batch_size": args.batch_size,
             "seq_len": args.seq_len,
             "threads": torch.get_num_threads(),
+            "device": _device_text(args),
+            "precision": args.precision,
             "repeats": repeats,
             "warmup": warmup,
             "importance_examples": args.importance_examples,

@@ -26,6 +26,7 @@ from bench.flops import masks_flops
 from bench.timing import interleaved
 from bench.workloads import (
     PROJECT_ROOT,
+    RUNTIME,
     TrainStep,
     clone_model,
     find_good_mask,
@@ -151,8 +152,9 @@ def importance_pass(state: dict, batch_size: int, seq_len: int, examples: int, r
     batches = [make_batch(batch_size, seq_len, seed=100 + i) for i in range(max(1, examples // batch_size))]
 
     def importance():
-        for batch in batches:
-            gate_gradients(masked, gates, batch)
+        with RUNTIME.autocast():
+            for batch in batches:
+                gate_gradients(masked, gates, batch)
 
     def training():
         for batch in batches:
@@ -175,7 +177,7 @@ def eval_forward(model, state: dict, batch, repeats: int, warmup: int) -> list[d
 
     def forward(m):
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), RUNTIME.autocast():
                 m(**inputs)
         return run
 
@@ -206,7 +208,7 @@ def magnitude_steps(model, quick: bool, repeats: int) -> list[dict]:
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        big = BertForSequenceClassification(BertConfig(num_labels=2, **sizes))
+        big = BertForSequenceClassification(BertConfig(num_labels=2, **sizes)).to(RUNTIME.device)
     log(f"  built in {time.perf_counter() - start:.1f} s")
     chains = {}
     for name, m in (("minilm", model), ("bert_base", big)):

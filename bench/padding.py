@@ -8,14 +8,17 @@ schemes are exact.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 from transformers import AutoTokenizer
 
 from bench.measurements import row
-from bench.workloads import TrainStep, clone_model, log
+from bench.timing import synchronize
+from bench.workloads import RUNTIME, TrainStep, clone_model, log
 from lottery.features import PadCollator, load_tokenized
 from lottery.models import minilm_path
 from lottery.pipeline.config import SHARED_GLUE
@@ -26,15 +29,25 @@ BATCH = 32
 PROBES = 6  # widths at which step time is measured
 
 
-def mrpc_padding(model, repeats: int, quick: bool) -> list[dict]:
+def mrpc_padding(model, repeats: int, quick: bool, model_path: str | Path | None = None) -> list[dict]:
+    """`model_path`: where the tokenizer lives (default the packaged MiniLM). GLUE comes from
+    $GLUE_DIR, else ../shared/data/glue."""
     name = "8. MRPC epoch: length-grouped dynamic padding vs fixed 128"
-    if quick or not (SHARED_GLUE / "MRPC").is_dir():
-        return [row("mrpc_padding", name, None, "not measured (quick mode or no ../shared GLUE)", "information", None)]
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    train = load_tokenized(get_task("mrpc"), "train", tokenizer, 128, SHARED_GLUE, None)
+    glue = Path(os.environ.get("GLUE_DIR") or SHARED_GLUE)
+    if quick or not (glue / "MRPC").is_dir():
+        return [row("mrpc_padding", name, None, f"not measured (quick mode or no MRPC under {glue})", "information", None)]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path or minilm_path()))
+    train = load_tokenized(get_task("mrpc"), "train", tokenizer, 128, glue, None)
     grouped = list(LengthGroupedBatchSampler(train.lengths, BATCH, seed=1337))
     widths = np.array([max(train.lengths[i] for i in batch) for batch in grouped])
-    dynamic, fixed = PadCollator(tokenizer.pad_token_id, False), PadCollator(tokenizer.pad_token_id, False, 128)
+    dynamic_cpu, fixed_cpu = PadCollator(tokenizer.pad_token_id, False), PadCollator(tokenizer.pad_token_id, False, 128)
+
+    def dynamic(features):
+        return RUNTIME.to_device(dynamic_cpu(features))
+
+    def fixed(features):
+        return RUNTIME.to_device(fixed_cpu(features))
+
     order = np.argsort(widths)
     probes = [grouped[order[int(q * (len(order) - 1))]] for q in np.linspace(0, 1, PROBES)]
     step = TrainStep(clone_model(model), dynamic([train[i] for i in probes[0]]))
@@ -42,6 +55,7 @@ def mrpc_padding(model, repeats: int, quick: bool) -> list[dict]:
     probe_widths, probe_times = [], []
     for batch in probes:
         features = [train[i] for i in batch]
+        step(dynamic(features))  # warm-up at this width (a GPU picks kernels per new shape)
         times = [_timed(step, dynamic(features)) for _ in range(max(1, repeats // 2))]
         probe_widths.append(max(len(f["input_ids"]) for f in features))
         probe_times.append(statistics.median(times))
@@ -61,4 +75,5 @@ def mrpc_padding(model, repeats: int, quick: bool) -> list[dict]:
 def _timed(step: TrainStep, batch) -> float:
     start = time.perf_counter()
     step(batch)
+    synchronize()
     return time.perf_counter() - start

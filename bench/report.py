@@ -56,8 +56,8 @@ def markdown(result: dict) -> str:
     meta = result["meta"]
     quick = meta["quick"]
     summary = (
-        f"{meta['date']} · {meta['model']} · batch {meta['batch_size']} x {meta['seq_len']} tokens · CPU, "
-        f"{meta['threads']} threads · median of {meta['repeats']} interleaved repeats after {meta['warmup']} warm-up "
+        f"{meta['date']} · {meta['model']} · batch {meta['batch_size']} x {meta['seq_len']} tokens · "
+        f"{meta.get('device', 'CPU, ' + str(meta['threads']) + ' threads')} · median of {meta['repeats']} interleaved repeats after {meta['warmup']} warm-up "
         f"(training section) · OMP_WAIT_POLICY {meta.get('omp_wait_policy', 'unset')} · torch {meta['torch']}, transformers {meta['transformers']} · "
         f"load average {meta['load_before']} -> {meta['load_after']} · {meta['wall_s']:.0f} s"
     )

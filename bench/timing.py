@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import torch
+
 
 @dataclass
 class Timings:
@@ -43,6 +45,7 @@ def interleaved(workloads: Mapping[str, Callable[[], object]], repeats: int, war
         for name in order:
             cpu, start = time.process_time(), time.perf_counter()
             workloads[name]()
+            synchronize()
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             if round_index >= warmup:
                 timings.wall[name].append(wall)
@@ -54,6 +57,12 @@ def interleaved(workloads: Mapping[str, Callable[[], object]], repeats: int, war
                 summary = ", ".join(f"{n} {timings.wall[n][-1]:.3f}s (cpu {timings.cpu[n][-1]:.3f}s)" for n in names)
                 print(f"[bench] {label} round {round_index - warmup + 1}/{repeats}: {summary}", file=sys.stderr, flush=True)
     return timings
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so a workload's wall time covers its kernels (no-op without CUDA)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def median(values: list[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -23,27 +24,49 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def load_model(quick: bool) -> nn.Module:
-    """MiniLM-L6 with a fresh 2-label head; `quick`: the random tiny BERT (2 layers, 4 heads, hidden 64)."""
-    model = tiny_bert(num_labels=2, seed=0) if quick else load_classifier(minilm_path(), 2)
-    return model.train()
+@dataclass
+class Runtime:
+    """Where the benchmark runs: `device` (cpu | cuda) and whether forwards autocast to bfloat16
+    (as `trainer.precision=bf16-mixed` does). Set once by the command line."""
+
+    device: str = "cpu"
+    bf16: bool = False
+
+    def autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+
+RUNTIME = Runtime()
+
+
+def load_model(quick: bool, path: str | Path | None = None) -> nn.Module:
+    """MiniLM-L6 (or the BERT-layout model at `path`) with a fresh 2-label head;
+    `quick`: the random tiny BERT (2 layers, 4 heads, hidden 64)."""
+    model = tiny_bert(num_labels=2, seed=0) if quick else load_classifier(path or minilm_path(), 2)
+    return model.to(RUNTIME.device).train()
 
 
 def make_batch(batch_size: int, seq_len: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random token ids in [1000, 29000), full attention mask, random 0/1 labels."""
+    """Random token ids in [1000, 29000), full attention mask, random 0/1 labels, on the runtime's device."""
     generator = torch.Generator().manual_seed(seed)
-    return {
+    return RUNTIME.to_device({
         "input_ids": torch.randint(*TOKEN_RANGE, (batch_size, seq_len), generator=generator),
         "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long),
         "token_type_ids": torch.zeros(batch_size, seq_len, dtype=torch.long),
         "labels": torch.randint(0, 2, (batch_size,), generator=generator),
-    }
+    })
 
 
 class TrainStep:
     """forward + backward + AdamW step (+ optional `after()` hook, e.g. re-applying weight masks).
 
-    AdamW as the Lightning module builds it (torch's default implementation for CPU tensors).
+    AdamW as the Lightning module builds it (torch's default implementation for the device).
+    The forward autocasts when the runtime says bf16.
     """
 
     def __init__(self, model: nn.Module, batch: dict[str, torch.Tensor], after=None, before=None) -> None:
@@ -54,7 +77,8 @@ class TrainStep:
         if self.before is not None:
             self.before()
         self.model.train()
-        loss = self.model(**(batch or self.batch)).loss
+        with RUNTIME.autocast():
+            loss = self.model(**(batch or self.batch)).loss
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -60,9 +60,13 @@ class GlueModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
+    def on_fit_start(self) -> None:
+        # HF models load in eval mode and Lightning keeps a module's mode: set it explicitly
+        # (here too, so Lightning's "modules in eval mode" check sees the real mode).
+        self.model.train(not self.search)
+
     def on_train_epoch_start(self) -> None:
-        # HF models load in eval mode and Lightning keeps a module's mode: set it explicitly.
-        # Importance is measured without dropout, as in the paper.
+        # Importance is measured without dropout, as in the paper; validation restores the mode.
         self.model.train(not self.search)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -71,7 +71,9 @@ def load_classifier(name_or_path: str | Path, num_labels: int, **kwargs) -> nn.M
     """A pre-trained encoder with a fresh classification head, checked for the BERT layout.
 
     `name_or_path` is a hub name (needs the hub) or a local folder. The config is read first so
-    that an unsupported architecture fails before any weights are loaded.
+    that an unsupported architecture fails before any weights are loaded. Weights load as float32
+    unless `dtype` is given: transformers 5 would keep a half-precision checkpoint's dtype, and
+    mixed precision is the trainer's job (`trainer.precision`), not the checkpoint's.
     """
     config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
     if config.model_type not in SUPPORTED_MODEL_TYPES:
@@ -81,6 +83,7 @@ def load_classifier(name_or_path: str | Path, num_labels: int, **kwargs) -> nn.M
         )
     if num_labels == 1:
         config.problem_type = "regression"
+    kwargs.setdefault("dtype", torch.float32)
     model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), config=config, **kwargs)
     encoder_layers(model)  # fail now, not in the middle of a search
     return model

@@ -89,7 +89,7 @@ def load_finetuned(run: Run) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     folder = finetune_dir(run) / "model"
-    return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    return AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32).eval()
 
 
 def finetune_dir(run: Run) -> Path:
