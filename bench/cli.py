@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; run without --device (CPU)")
     args.precision = args.precision or ("bf16" if args.device.startswith("cuda") else "32")
+    previous_runtime = (RUNTIME.device, RUNTIME.bf16)
     RUNTIME.device, RUNTIME.bf16 = args.device, args.precision == "bf16"
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
         return _run(args, repeats, warmup)
     finally:
         torch.set_num_threads(previous_threads)
+        RUNTIME.device, RUNTIME.bf16 = previous_runtime
 
 
 def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:

@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+import torch
+
 from bench.cli import main
 
 EXPECTED_IDS = {
@@ -39,3 +42,20 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys):
         assert row["measurement"] in markdown
     assert "| measurement | value | target | pass/fail |" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_quick_bench_in_bf16_autocast_records_its_precision(tmp_path):
+    # The GPU run uses bf16 autocast (as trainer=gpu does); the same code path runs on the CPU.
+    assert main(["--quick", "--threads", "1", "--precision", "bf16", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["meta"]["precision"] == "bf16" and result["meta"]["device"].startswith("CPU")
+    rows = {row["id"]: row for row in result["rows"]}
+    assert rows["masked_overhead"]["value"] > 0 and rows["importance_vs_training"]["value"] > 0
+    assert "bf16" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_asking_for_cuda_without_a_gpu_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no CUDA GPU"):
+        main(["--quick", "--device", "cuda", "--out", str(tmp_path)])
+    assert not (tmp_path / "bench.json").exists()
