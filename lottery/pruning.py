@@ -10,7 +10,9 @@ model computes:
   empty projection), so `attention.output.dense` (0 input columns) yields only its bias;
 - a masked MLP block contributes nothing (its gate multiplies after the dense + bias), so
   `intermediate.dense` keeps 0 output features and `output.dense` 0 input features and no bias:
-  its output is exactly zero, leaving only the residual and LayerNorm.
+  its output is exactly zero, leaving only the residual and LayerNorm. Its `output.dropout`
+  becomes an `nn.Identity` (dropout of zeros is zeros; drawing the dropout mask is a real cost
+  on a CPU).
 
 Masks always refer to the ORIGINAL head indices. The structure is recorded on the config as
 `config.pruned_structure = {"heads": [[kept original head indices] per layer], "mlps": [0/1 per
@@ -109,6 +111,7 @@ def _prune_mlp(layer: nn.Module) -> None:
     nothing = torch.zeros(0, dtype=torch.long)
     layer.intermediate.dense = slice_linear(layer.intermediate.dense, nothing, dim=0)
     layer.output.dense = slice_linear(layer.output.dense, nothing, dim=1, bias=False)
+    layer.output.dropout = nn.Identity()
 
 
 def prune_structure(model: nn.Module, masks: StructuredMasks) -> nn.Module:

@@ -65,6 +65,8 @@ def test_structure_record_and_modules(tiny_model):
     first, second = encoder_layers(tiny_model)
     assert isinstance(first.attention.self, NoHeadsSelfAttention)
     assert first.intermediate.dense.out_features == 0 and first.output.dense.bias is None
+    # no dropout mask is drawn for the removed MLP's (all-zero) output; the kept one keeps its dropout
+    assert isinstance(first.output.dropout, torch.nn.Identity) and isinstance(second.output.dropout, torch.nn.Dropout)
     assert second.attention.self.num_attention_heads == 2 and second.attention.self.query.out_features == 32
 
 
