@@ -2,17 +2,18 @@
 # The checks that need a CUDA GPU, as one short script for a borrowed GPU machine.
 #
 #   bash bench/device_checks.sh quick OUT   # ~1 min: bf16 pipeline, DDP on one GPU, bench smoke
-#   bash bench/device_checks.sh full OUT    # speed benchmark on the GPU, then the MiniLM mini-sweep
+#   bash bench/device_checks.sh full OUT    # speed benchmark on the GPU, then the MiniLM mini-sweep:
+#                                           # STS-B and MRPC x {structured, magnitude} x SEEDS
 #
 # Environment: MODEL (a BERT-layout model folder; default the packaged MiniLM), GLUE_DIR (as
 # always), DEADLINE_S (full: seconds the sweep may take before unfinished jobs are stopped; 420),
 # SEEDS (full; "1337 42 86"), PYTHON (python3). For a dry run of the script itself on a CPU:
 #   TRAINER=cpu DDP_TRAINER=ddp_sim BENCH_DEVICE=cpu BENCH_ARGS=--quick MODEL_OVERRIDES=model=tiny EXTRA=debug=fast
-# Everything under OUT is small: run folders are
-# packed into tarballs without model weights, checkpoints or tokenizers.
+# Everything under OUT is small: run folders are packed into tarballs without model weights,
+# checkpoints or tokenizers.
 set -uo pipefail
 mode=${1:?usage: bench/device_checks.sh quick|full OUT}
-out=${2:?usage: bench/device_checks.sh quick|full OUT}
+out=$(mkdir -p "${2:?usage: bench/device_checks.sh quick|full OUT}" && cd "$2" && pwd)
 py=${PYTHON:-python3}
 work=${WORK:-/tmp/lottery-device}
 seeds=${SEEDS:-1337 42 86}
@@ -20,7 +21,7 @@ model=(${MODEL_OVERRIDES:-model=minilm ${MODEL:+model.name_or_path=$MODEL}} ${EX
 trainer=${TRAINER:-gpu}
 bench_device=${BENCH_DEVICE:-cuda}
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline
-mkdir -p "$out" "$work/logs"
+mkdir -p "$work/logs"
 
 pack() {  # pack NAME FOLDER...: results without weights, checkpoints or the tokenised cache
   tar czf "$out/$1.tar.gz" --exclude='*.safetensors' --exclude='*.ckpt' --exclude='step_*.npz' \
@@ -71,13 +72,12 @@ full() {
   local pids=()
   for seed in $seeds; do
     for task in stsb mrpc; do
-      timeout "$limit" bash -c "$(declare -f lottery); $(declare -p model work py trainer); \
-        lottery structured_${task}_$seed experiment=structured trainer=$trainer task=$task seed=$seed" &
-      pids+=($!)
+      for experiment in structured magnitude; do
+        timeout "$limit" bash -c "$(declare -f lottery); $(declare -p model work py trainer); \
+          lottery ${experiment}_${task}_$seed experiment=$experiment trainer=$trainer task=$task seed=$seed" &
+        pids+=($!)
+      done
     done
-    timeout "$limit" bash -c "$(declare -f lottery); $(declare -p model work py trainer); \
-      lottery magnitude_stsb_$seed experiment=magnitude trainer=$trainer task=stsb seed=$seed" &
-    pids+=($!)
   done
   wait "${pids[@]}"
   echo "[device] sweep done after $((SECONDS - start)) s" | tee -a "$work/logs/commands.txt"
