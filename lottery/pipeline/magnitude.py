@@ -42,8 +42,7 @@ from lottery.pipeline.common import (
     run_stage,
     save_plain,
 )
-from lottery.pipeline.results import majority_and_warning, print_table, results_header
-from lottery.pipeline.wandb_results import log_results
+from lottery.pipeline.results import finish, majority_and_warning, results_header
 
 log = logging.getLogger("lottery")
 
@@ -102,14 +101,15 @@ def imp_search(run: Run, run_dir: Path) -> dict:
     """Iterative magnitude pruning with rewinding (Chen et al. 2020), resumable mid-round."""
     pruning = run.cfg.pruning
     metric = run.task.pruning_metric
-    full = evaluate(run, recipe_module(run, load_finetuned(run)), run_dir, "imp-full", split="selection")[metric]
+    model = load_finetuned(run)
+    full = evaluate(run, recipe_module(run, model), run_dir, "imp-full", split="selection")[metric]
 
     epochs = int(pruning.imp_epochs_per_round)
     callback = IterativeMagnitudePruning(
         out_dir=str(run_dir), metric=metric, pretrained=functools.partial(pretrained_state, run), full_score=full,
         rounds=int(pruning.imp_rounds), epochs_per_round=epochs, fraction=pruning.fraction,
         threshold=pruning.threshold, **parameter_options(run))
-    module = recipe_module(run, load_finetuned(run), schedule_epochs=epochs)
+    module = recipe_module(run, model, schedule_epochs=epochs)
     data = datamodule(run, eval_split="holdout" if run.holdout else "dev")
     resumable_fit(run, run_dir, module, "imp", [callback], data=data, max_epochs=epochs * int(pruning.imp_rounds),
                   limit_val_batches=None, check_val_every_n_epoch=epochs)
@@ -157,9 +157,9 @@ def run_magnitude(run: Run, full_metrics: dict) -> dict:
     cfg = run.cfg
     exp_dir = run.experiment_dir("magnitude")
     force = bool(cfg.force)
-    work = imp_search if cfg.pruning.schedule == "imp" else oneshot_search
     if cfg.pruning.schedule not in ("paper", "imp"):
         raise ValueError(f"pruning.schedule must be 'paper' or 'imp', got {cfg.pruning.schedule!r}")
+    work = imp_search if cfg.pruning.schedule == "imp" else oneshot_search
     summary = run_stage(exp_dir / "search", lambda d: work(run, d), force=force)
     good = load_weight_masks(exp_dir / "search" / "good.npz")
 
@@ -188,7 +188,4 @@ def run_magnitude(run: Run, full_metrics: dict) -> dict:
         entry["retrained"] = (run_stage(exp_dir / "retrained" / kind, lambda d, m=masks, k=kind: retrain(run, d, m, k),
                                         force=force) if cfg.tickets.retrain else None)
         results["tickets"][kind] = entry
-    write_json(exp_dir / "results.json", results)
-    print_table(results)
-    log_results(run, results, exp_dir)
-    return results
+    return finish(run, exp_dir, results)

@@ -4,9 +4,12 @@ the table printed at the end of a run."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from lottery.baselines import majority_baseline
+from lottery.io import write_json
 from lottery.pipeline.common import Run, datamodule
+from lottery.pipeline.wandb_results import log_results
 from lottery.search import warn_if_degenerate
 
 log = logging.getLogger("lottery")
@@ -64,3 +67,11 @@ def table_lines(results: dict) -> list[str]:
 
 def print_table(results: dict) -> None:
     print("\n".join(["", *table_lines(results), ""]), flush=True)
+
+
+def finish(run: Run, exp_dir: Path, results: dict) -> dict:
+    """Write `results.json`, print the table, and log it to W&B when the W&B logger is on."""
+    write_json(exp_dir / "results.json", results)
+    print_table(results)
+    log_results(run, results, exp_dir)
+    return results

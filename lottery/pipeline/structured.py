@@ -13,10 +13,12 @@ import logging
 import shutil
 from pathlib import Path
 
+from torch import nn
+
 from callbacks.structured_pruning import StructuredPruning
 from lightning_modules.glue_module import GlueModule
 from lottery.accounting import structured_size
-from lottery.io import read_json, write_json
+from lottery.io import read_json
 from lottery.masks import StructuredMasks
 from lottery.pipeline.common import (
     Run,
@@ -28,8 +30,7 @@ from lottery.pipeline.common import (
     pretrained_model,
     run_stage,
 )
-from lottery.pipeline.results import majority_and_warning, print_table, results_header
-from lottery.pipeline.wandb_results import log_results
+from lottery.pipeline.results import finish, majority_and_warning, results_header
 from lottery.pruning import prune_structure, save_pruned
 from lottery.tickets import bad_ticket, random_ticket
 
@@ -77,11 +78,13 @@ def make_tickets(run: Run, good: StructuredMasks, folder: Path) -> dict[str, Str
     return tickets
 
 
-def score_tickets(run: Run, exp_dir: Path, tickets: dict[str, StructuredMasks]) -> dict[str, dict]:
+def score_tickets(run: Run, exp_dir: Path, tickets: dict[str, StructuredMasks],
+                  reference: nn.Module | None = None) -> dict[str, dict]:
     """Each ticket's size, its score pruned (mask on the fine-tuned model) and retrained (cut out
-    of the pre-trained model, fine-tuned with the same recipe and seed); every piece resumable."""
+    of the pre-trained model, fine-tuned with the same recipe and seed); every piece resumable.
+    `reference`: the fine-tuned model, if the caller has it loaded already (sizes are counted on it)."""
     force = bool(run.cfg.force)
-    reference = load_finetuned(run)
+    reference = reference if reference is not None else load_finetuned(run)
     entries = {}
     for kind, masks in tickets.items():
         size = structured_size(reference, masks)
@@ -102,13 +105,6 @@ def score_tickets(run: Run, exp_dir: Path, tickets: dict[str, StructuredMasks]) 
                               if run.cfg.tickets.retrain else None)
         entries[kind] = entry
     return entries
-
-
-def finish(run: Run, exp_dir: Path, results: dict) -> dict:
-    write_json(exp_dir / "results.json", results)
-    print_table(results)
-    log_results(run, results, exp_dir)
-    return results
 
 
 def run_structured(run: Run, full_metrics: dict) -> dict:
@@ -149,5 +145,5 @@ def run_super(run: Run, full_metrics: dict) -> dict:
     results = results_header(run, "structured", full_metrics, majority)
     results.update(pruning=f"super_{cfg.pruning.mode}", num_layers=reference.config.num_hidden_layers,
                    num_heads=reference.config.num_attention_heads, super_source=str(source), warning=warning)
-    results["tickets"] = score_tickets(run, exp_dir, tickets)
+    results["tickets"] = score_tickets(run, exp_dir, tickets, reference)
     return finish(run, exp_dir, results)
