@@ -21,7 +21,7 @@ from bench.timing import synchronize
 from bench.workloads import RUNTIME, TrainStep, clone_model, log
 from lottery.features import PadCollator, load_tokenized
 from lottery.models import minilm_path
-from lottery.pipeline.config import SHARED_GLUE
+from pipeline.config import SHARED_GLUE
 from lottery.samplers import LengthGroupedBatchSampler
 from lottery.tasks import get_task
 

@@ -16,7 +16,7 @@ from lottery.masks import StructuredMasks
 from lottery.models import load_classifier, minilm_path, tiny_bert
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-GOOD_TICKET_GLOB = "**/minilm/stsb/seed1337/structured_heads_mlps/tickets/good.json"
+GOOD_TICKET_GLOB = "**/minilm/stsb/seed1337/structured-*/tickets/good.json"
 TOKEN_RANGE = (1000, 29000)
 
 

@@ -1,13 +1,14 @@
 """Drives the paper's iterative head/MLP mask search from inside a Lightning fit.
 
-Each training epoch of a `GlueModule` in search mode is one search iteration: the module
-accumulates nothing itself; this callback sums |dL/dgate| over the epoch's batches, reads the
-epoch's score from the module's metrics, and at the end of the epoch reduces importance across
-ranks, lets `StructuredSearch` decide the next mask on rank 0, broadcasts it, and writes
+Each training epoch of an `ImportanceModule` is one search iteration: this callback keeps each
+batch's importance scores at the batch's position in the selection split, reads the epoch's score
+from the module's metrics, and at the end of the epoch all-reduces the scores across ranks (each
+rank filled its own batches' rows, so the sum is exactly the one-process matrix), lets
+`StructuredSearch` decide the next mask on rank 0, broadcasts it, and writes
 `<out_dir>/iter_NNN.json`. Its state (the whole search) goes into the checkpoint it writes after
 every iteration (`<out_dir>/checkpoints/last.ckpt`), so a killed search resumes at the next
-iteration. (ModelCheckpoint cannot do this: it saves only when the global step moved, and a
-search takes no optimizer steps.)
+iteration; a search found finished in that checkpoint only writes its summary. (ModelCheckpoint
+cannot do this: it saves only when the global step moved, and a search takes no optimizer steps.)
 """
 
 from __future__ import annotations
@@ -18,33 +19,29 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lottery.importance import (
-    ImportanceAccumulator,
-    normalize_head_importance,
-    normalize_mlp_importance,
-)
+from lottery.importance import ImportanceAccumulator, normalize_head_importance, normalize_mlp_importance
 from lottery.io import write_json
 from lottery.masks import StructuredMasks
 from lottery.search import SearchConfig, StructuredSearch
 
 
 class StructuredPruning(Callback):
-    def __init__(self, out_dir: str, metric: str, mode: str = "heads_mlps", threshold: float = 0.9,
-                 head_fraction: float = 0.1, mlps_per_step: int = 1):
+    def __init__(self, out_dir: str, metric: str, config: SearchConfig, accumulate: str = "running",
+                 num_batches: int | None = None):
         self.out_dir = Path(out_dir)
         self.metric = metric
-        self.config = SearchConfig(mode=mode, threshold=threshold, head_fraction=head_fraction,
-                                   mlps_per_step=mlps_per_step)
+        self.config = config
+        self.accumulate = accumulate
+        self.num_batches = num_batches
         self.search: StructuredSearch | None = None
-        self._restored: dict | None = None
         self._accumulator: ImportanceAccumulator | None = None
 
     # ----- set-up and checkpoint state -----
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         masks: StructuredMasks | None = getattr(pl_module, "masks", None)
-        if masks is None or not getattr(pl_module, "search", False):
-            raise ValueError("StructuredPruning needs a module in search mode with structured masks "
-                             "(GlueModule(..., masks=StructuredMasks.for_model(model), search=True))")
+        if masks is None or getattr(pl_module, "criterion", None) is None:
+            raise ValueError("StructuredPruning needs a module with structured masks and an importance criterion "
+                             "(lightning_modules.importance_module.ImportanceModule)")
         if self.search is None:
             self.search = StructuredSearch(*masks.shape, self.config)
 
@@ -55,25 +52,42 @@ class StructuredPruning(Callback):
         if "search" in state_dict:
             self.search = StructuredSearch.from_state_dict(state_dict["search"])
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.search.done:  # killed after its last checkpoint, before the stage was recorded
+            if trainer.is_global_zero:
+                self._write_summary()
+            trainer.should_stop = True
+
     # ----- one iteration per epoch -----
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         head, mlp = self.search.current_mask()
         pl_module.masks.set(head, mlp)
-        self._accumulator = ImportanceAccumulator.for_masks(pl_module.masks, device=pl_module.device)
+        batches = self.num_batches if self.num_batches is not None else trainer.num_training_batches * trainer.world_size
+        self._accumulator = ImportanceAccumulator.for_masks(pl_module.masks, int(batches), self.accumulate,
+                                                            device=pl_module.device)
         pl_module.task_metrics.reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._accumulator.add(outputs["head_grad"], outputs["mlp_grad"])
+        if not outputs or outputs["head"] is None:  # a DDP placeholder, or a criterion without data
+            return
+        index = batch_idx * trainer.world_size + trainer.global_rank  # the batch's place in the whole split
+        self._accumulator.add(index, outputs["head"], outputs["mlp"], outputs["tokens"])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         scores = pl_module.task_metrics.compute()  # synchronised across ranks by torchmetrics
         pl_module.task_metrics.reset()
-        head_raw, mlp_raw = (trainer.strategy.reduce(t.clone(), reduce_op="sum") for t in self._accumulator.raw())
+        for tensor in self._accumulator.tensors():
+            tensor.copy_(trainer.strategy.reduce(tensor.clone(), reduce_op="sum"))
+        if pl_module.criterion.uses_data:
+            head_raw, mlp_raw = self._accumulator.raw()
+        else:
+            head_raw, mlp_raw = (t.detach().to("cpu", torch.float64) for t in
+                                 pl_module.criterion.static(pl_module.model, pl_module.masks))
         state = None
         if trainer.is_global_zero:
             self.search.report(normalize_head_importance(head_raw), normalize_mlp_importance(mlp_raw),
                                scores[self.metric])
-            self._write_iteration(head_raw.cpu(), mlp_raw.cpu(), scores)
+            self._write_iteration(head_raw, mlp_raw, scores)
             state = self.search.state_dict()
         state = trainer.strategy.broadcast(state, src=0)
         if not trainer.is_global_zero:
@@ -107,13 +121,15 @@ class StructuredPruning(Callback):
             "mlp_importance": record.mlp_importance.tolist(),
         })
         if self.search.done:
-            head, mlp = self.search.good_mask()
-            good = StructuredMasks(head, mlp)
-            good.save_json(self.out_dir / "good.json")
-            write_json(self.out_dir / "summary.json", {
-                "full_score": self.search.full_score,
-                "threshold_score": self.search.threshold_score,
-                "good_iteration": self.search.last_passing_iteration,
-                "iterations": self.search.iteration,
-                "config": self.config.to_dict(),
-            })
+            self._write_summary()
+
+    def _write_summary(self) -> None:
+        head, mlp = self.search.good_mask()
+        StructuredMasks(head, mlp).save_json(self.out_dir / "good.json")
+        write_json(self.out_dir / "summary.json", {
+            "full_score": self.search.full_score,
+            "threshold_score": self.search.threshold_score,
+            "good_iteration": self.search.last_passing_iteration,
+            "iterations": self.search.iteration,
+            "config": self.config.to_dict(),
+        })

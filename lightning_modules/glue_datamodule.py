@@ -1,44 +1,46 @@
-"""GLUE splits as Lightning dataloaders: dynamic padding, length-grouped training batches."""
+"""GLUE splits as Lightning dataloaders: dynamic padding, length-grouped training batches, and the
+selection split that masks are chosen on."""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from lottery.errors import ConfigError
 from lottery.features import (
     PadCollator,
     TokenizedSplit,
     holdout_indices,
     load_tokenized,
+    subset_indices,
 )
 from lottery.samplers import LengthGroupedBatchSampler, ShardedSequentialBatchSampler
 from lottery.tasks import get_task
 
-TRAIN_SPLITS = ("train", "dev", "holdout")
+SELECTIONS = ("dev", "train_holdout", "train_subset")
 
 
 class GlueDataModule(pl.LightningDataModule):
     """Train and dev dataloaders of one GLUE task.
 
-    `train_split` is what the training loop iterates: `train` for fine-tuning, or the selection
-    split of a mask search (`dev` as in the paper, or `holdout`: a seeded slice of train the size
-    of dev). With `exclude_holdout`, fine-tuning leaves that slice out so masks selected on it are
-    selected on unseen data. `train_order=sequential` iterates in order (the search's batches).
+    `selection` is the split masks are selected on: `dev` (the paper), `train_holdout` (a seeded
+    slice of train the size of dev, left out of fine-tuning, so masks are selected on unseen data)
+    or `train_subset` (the authors' appendix: a seeded slice of the model's own training set, in
+    the drawn order). `train_on="selection"` makes the training loop iterate the selection split in
+    order (a search's importance pass); `evaluate_on="selection"` scores on it instead of on dev.
     """
 
     def __init__(self, task: str, tokenizer, glue_dir: str | None, cache_dir: str | None = None,
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 64, seed: int = 1337,
-                 group_by_length: bool = True, pad_to: int | None = None, train_split: str = "train",
-                 train_order: str = "grouped", exclude_holdout: bool = False, holdout_seed: int | None = None,
-                 num_workers: int = 0, train_limit: int | None = None, eval_limit: int | None = None,
-                 eval_split: str = "dev"):
+                 group_by_length: bool = True, pad_to: int | None = None, num_workers: int = 0,
+                 train_limit: int | None = None, eval_limit: int | None = None, selection: str = "dev",
+                 train_on: str = "train", evaluate_on: str = "dev"):
         super().__init__()
-        if eval_split not in ("dev", "holdout"):
-            raise ValueError(f"eval_split must be 'dev' or 'holdout', got {eval_split!r}")
-        if train_split not in TRAIN_SPLITS:
-            raise ValueError(f"train_split must be one of {TRAIN_SPLITS}, got {train_split!r}")
-        if train_order not in ("grouped", "sequential"):
-            raise ValueError(f"train_order must be 'grouped' or 'sequential', got {train_order!r}")
+        if selection not in SELECTIONS:
+            raise ConfigError(f"search.split must be one of {SELECTIONS}, got {selection!r}")
+        if train_on not in ("train", "selection") or evaluate_on not in ("dev", "selection"):
+            raise ValueError(f"train_on must be train|selection and evaluate_on dev|selection, "
+                             f"got {train_on!r}, {evaluate_on!r}")
         self.task = get_task(task)
         self.tokenizer = tokenizer
         self.glue_dir = glue_dir
@@ -49,15 +51,14 @@ class GlueDataModule(pl.LightningDataModule):
         self.seed = seed
         self.group_by_length = group_by_length
         self.pad_to = pad_to
-        self.train_split = train_split
-        self.eval_split = eval_split
-        self.train_order = train_order
-        self.exclude_holdout = exclude_holdout
-        self.holdout_seed = seed if holdout_seed is None else holdout_seed
         self.num_workers = num_workers
         self.train_limit = train_limit
         self.eval_limit = eval_limit
+        self.selection = selection
+        self.train_on = train_on
+        self.evaluate_on = evaluate_on
         self.splits: dict[str, TokenizedSplit] = {}
+        self._resume: tuple[int, int] | None = None
 
     def _load(self, split: str) -> TokenizedSplit:
         return load_tokenized(self.task, split, self.tokenizer, self.max_length, self.glue_dir, self.cache_dir)
@@ -65,11 +66,12 @@ class GlueDataModule(pl.LightningDataModule):
     def _limited(self, dataset: TokenizedSplit, limit: int | None) -> TokenizedSplit:
         return dataset if not limit or limit >= len(dataset) else dataset.subset(range(limit))
 
+    def _needs_train(self) -> bool:
+        return self.train_on == "train" or self.selection != "dev"
+
     def prepare_data(self) -> None:
         """Tokenise once (on rank 0 under DDP) so the cache is warm for every rank."""
-        for split in ("train", *self.task.eval_splits):
-            if split == "train" and self.train_split == "dev":
-                continue
+        for split in (("train",) if self._needs_train() else ()) + self.task.eval_splits:
             self._load(split)
 
     def setup(self, stage: str | None = None) -> None:
@@ -78,24 +80,28 @@ class GlueDataModule(pl.LightningDataModule):
         dev = {name: self._limited(self._load(name), self.eval_limit) for name in self.task.eval_splits}
         self.splits.update(dev)
         first_dev = dev[self.task.eval_splits[0]]
-        if self.train_split == "dev":
+        if self.selection == "dev":
             self.splits["selection"] = first_dev
+        if not self._needs_train():
             return
         train = self._load("train")
-        holdout = holdout_indices(len(train), len(first_dev), self.holdout_seed)
-        self.splits["holdout"] = train.subset(holdout)
-        if self.train_split == "holdout":
-            self.splits["selection"] = self.splits["holdout"]
-            return
-        if self.exclude_holdout:
-            held = set(holdout)
-            train = train.subset([i for i in range(len(train)) if i not in held])
+        if self.selection == "train_holdout":
+            held = holdout_indices(len(train), len(first_dev), self.seed)
+            self.splits["selection"] = train.subset(held)
+            held_set = set(held)
+            train = train.subset([i for i in range(len(train)) if i not in held_set])
+        elif self.selection == "train_subset":
+            self.splits["selection"] = train.subset(subset_indices(len(train), len(first_dev), self.seed))
         self.splits["train"] = self._limited(train, self.train_limit)
 
     @property
     def train_dataset(self) -> TokenizedSplit:
         self.setup()
-        return self.splits["train" if self.train_split == "train" else "selection"]
+        return self.splits[self.train_on]
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """The next training dataloader continues `epoch` after `batches_done` batches (exact resume)."""
+        self._resume = (epoch, batches_done)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -107,19 +113,26 @@ class GlueDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset
         rank, world = self._rank_world()
-        if self.train_order == "sequential":
+        if self.train_on == "selection":
             sampler = ShardedSequentialBatchSampler(len(dataset), self.eval_batch_size, rank=rank, world_size=world,
                                                     equal_steps=True)
         else:
             sampler = LengthGroupedBatchSampler(dataset.lengths, self.batch_size, self.seed, rank=rank,
                                                 world_size=world, group_by_length=self.group_by_length)
+            if self._resume is not None:
+                sampler.resume_at(*self._resume)
+                self._resume = None
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
 
+    def num_selection_batches(self) -> int:
+        """Batches in one pass over the selection split (all ranks together)."""
+        return -(-len(self.train_dataset) // self.eval_batch_size)
+
     def val_dataloader(self) -> list[DataLoader]:
-        """Every dev split (MNLI: matched, mismatched), or only the train holdout (`eval_split=holdout`)."""
+        """Every dev split (MNLI: matched, mismatched), or only the selection split."""
         self.setup()
         rank, world = self._rank_world()
-        names = self.task.eval_splits if self.eval_split == "dev" else ("holdout",)
+        names = self.task.eval_splits if self.evaluate_on == "dev" else ("selection",)
         return [
             DataLoader(self.splits[name], collate_fn=self._collator(), num_workers=self.num_workers,
                        batch_sampler=ShardedSequentialBatchSampler(len(self.splits[name]), self.eval_batch_size,
@@ -130,4 +143,3 @@ class GlueDataModule(pl.LightningDataModule):
     def labels_of(self, split: str) -> list:
         self.setup()
         return list(self.splits[split].labels)
-

@@ -1,11 +1,7 @@
-"""The LightningModule that fine-tunes, evaluates and searches one GLUE classifier.
+"""The LightningModule that fine-tunes and evaluates one GLUE classifier.
 
-Pruning callbacks talk to it through a small protocol (`PrunableModule`): the Hugging Face model
-as `.model`, its structured gates as `.masks` (or None), and `.task_metrics`. In `search` mode a
-training epoch is one pass of Michel et al.'s importance over the selection split: each batch
-runs forward with the gates as leaf tensors and takes the gradient with respect to the gates only
-(no weight gradients, no optimizer), so a Lightning fit gives the search its progress bar,
-logging, DDP and checkpoint/resume for free.
+Pruning callbacks talk to modules through a small protocol (`PrunableModule`): the Hugging Face
+model as `.model`, its structured gates as `.masks` (or None) and `.task_metrics`.
 """
 
 from __future__ import annotations
@@ -15,9 +11,10 @@ from typing import Protocol
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from transformers import get_linear_schedule_with_warmup
 
 from lightning_modules.metrics import TaskMetrics
-from lottery.importance import gate_gradients
+from lottery.errors import NonFiniteError
 from lottery.masks import StructuredMasks
 from lottery.tasks import GlueTask, get_task
 
@@ -31,7 +28,7 @@ class PrunableModule(Protocol):
 class GlueModule(pl.LightningModule):
     def __init__(self, model: nn.Module, task: str | GlueTask, lr: float = 2e-5, adam_eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
-                 search: bool = False, schedule_epochs: int | None = None):
+                 schedule_epochs: int | None = None):
         """`schedule_epochs`: length of one learning-rate schedule in epochs when a fit holds several
         (iterative magnitude pruning resets the schedule every round); default: the whole fit."""
         super().__init__()
@@ -41,33 +38,26 @@ class GlueModule(pl.LightningModule):
         self.task_metrics = TaskMetrics(self.task)
         self.masks = masks
         self._mask_handle = masks.attach(model) if masks is not None else None
-        self.search = search
-        self.automatic_optimization = not search
 
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(**batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
-        if self.search:
-            if len(batch["labels"]) == 0:  # a placeholder step that keeps DDP ranks in lockstep
-                zeros = torch.zeros_like(self.masks.head), torch.zeros_like(self.masks.mlp)
-                return {"head_grad": zeros[0], "mlp_grad": zeros[1]}
-            head_grad, mlp_grad, logits, loss = gate_gradients(self.model, self.masks, batch)
-            self.task_metrics.update(0, logits, batch["labels"])
-            self.log("search/loss", loss.detach(), prog_bar=True, batch_size=len(batch["labels"]))
-            return {"head_grad": head_grad, "mlp_grad": mlp_grad}
         loss = self(batch).loss
+        if not torch.isfinite(loss.detach()):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            raise NonFiniteError(f"the training loss is {loss.item()} at step {self.global_step} (learning rate "
+                                 f"{lr:.3g}): the fine-tune diverged; lower recipe.lr or keep recipe.grad_clip on")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
     def on_fit_start(self) -> None:
         # HF models load in eval mode and Lightning keeps a module's mode: set it explicitly
         # (here too, so Lightning's "modules in eval mode" check sees the real mode).
-        self.model.train(not self.search)
+        self.model.train()
 
     def on_train_epoch_start(self) -> None:
-        # Importance is measured without dropout, as in the paper; validation restores the mode.
-        self.model.train(not self.search)
+        self.model.train()  # validation switched it to eval
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self(batch)
@@ -79,8 +69,6 @@ class GlueModule(pl.LightningModule):
         self.log_dict({f"val/{name}": value for name, value in values.items()}, prog_bar=True)
 
     def configure_optimizers(self):
-        if self.search:
-            return None
         decay, no_decay = [], []
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
@@ -94,12 +82,6 @@ class GlueModule(pl.LightningModule):
         if self.hparams.schedule_epochs:
             total = total * self.hparams.schedule_epochs // max(1, self.trainer.max_epochs)
         total = max(1, total)
-        warmup = int(self.hparams.warmup_ratio * total)
-
-        def linear(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
+        # The authors' run_glue.py schedule: linear warm-up (none in the paper), then linear decay to 0.
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MaxMetric, MetricCollection, MinMetric
 from torchmetrics.classification import (
     BinaryF1Score,
     MulticlassAccuracy,
@@ -41,22 +41,34 @@ class TaskMetrics(nn.Module):
         self.task = task
         self.splits = list(task.eval_splits)
         self.collections = nn.ModuleList(metric_collection(task, split) for split in self.splits)
+        # Regression: the range of the predictions, to tell a constant predictor (correlation
+        # undefined: reported as 0, as for the majority baseline) from NaN outputs (left NaN).
+        self.ranges = nn.ModuleList(
+            MetricCollection({"low": MinMetric(nan_strategy="disable"), "high": MaxMetric(nan_strategy="disable")})
+            for _ in (self.splits if task.is_regression else ())
+        )
 
     def update(self, split_index: int, logits: torch.Tensor, labels: torch.Tensor) -> None:
         if self.task.is_regression:
             preds = logits.squeeze(-1).float()
+            self.ranges[split_index].update(preds)
         else:
             preds = logits.argmax(dim=-1)
         self.collections[split_index].update(preds, labels)
 
     def compute(self) -> dict[str, float]:
         values: dict[str, float] = {}
-        for collection in self.collections:
-            values.update({k: float(v) for k, v in collection.compute().items()})
+        for index, collection in enumerate(self.collections):
+            computed = {k: float(v) for k, v in collection.compute().items()}
+            if self.task.is_regression:
+                span = self.ranges[index].compute()
+                if bool(torch.isfinite(span["low"])) and bool(span["low"] == span["high"]):
+                    computed = {k: 0.0 for k in computed}  # constant predictions: no correlation
+            values.update(computed)
         if self.task.pruning_metric == "pearson_spearman":
             values["pearson_spearman"] = (values["pearson"] + values["spearman"]) / 2
         return values
 
     def reset(self) -> None:
-        for collection in self.collections:
+        for collection in (*self.collections, *self.ranges):
             collection.reset()

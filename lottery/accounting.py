@@ -1,4 +1,13 @@
-"""How much of the encoder a structured ticket keeps (the paper's "% of non-embedding parameters")."""
+"""How much of a model a ticket keeps, in the two definitions used for it.
+
+- `size_pct`: kept encoder (transformer block) parameters over the full encoder's.
+- `size_pct_all`: the paper's size column (the authors' experiment_analysis/
+  eval_performance_analysis.ipynb computes (parameters of the pruned model / parameters of the
+  full model) - 0.21, 0.21 being about bert-base's embedding share): kept NON-embedding
+  parameters (encoder, pooler, classifier) over ALL parameters of the full model, with the
+  model's own embedding count instead of 0.21. For bert-base it is about 0.8 x `size_pct`; for
+  MiniLM, whose embeddings are half the model, about 0.5 x.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,27 @@ def encoder_parameter_count(model: nn.Module) -> int:
     both LayerNorms, intermediate and output dense, weights and biases. Embeddings, pooler and
     classifier are not counted."""
     return sum(parameter.numel() for parameter in encoder_layers(model).parameters())
+
+
+def embedding_parameter_count(model: nn.Module) -> int:
+    """Parameters of the model's embedding module (BERT: word, position and token-type embeddings
+    and their LayerNorm), whatever it is called: the base model's `embeddings`, else the input
+    embeddings."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
+    module = getattr(base, "embeddings", None)
+    if not isinstance(module, nn.Module):
+        module = model.get_input_embeddings()
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def size_pct_all(model: nn.Module, encoder_kept: int, encoder_total: int) -> float:
+    """The paper's size: kept non-embedding parameters over all parameters of the full model, in %.
+
+    `encoder_kept` / `encoder_total`: the ticket's and the full architecture's encoder parameters
+    (the rest of `model` is neither pruned nor prunable)."""
+    outside_encoder = sum(p.numel() for p in model.parameters()) - encoder_parameter_count(model)
+    all_full = outside_encoder + encoder_total
+    return 100.0 * (outside_encoder - embedding_parameter_count(model) + encoder_kept) / all_full
 
 
 def _unit_sizes(model: nn.Module) -> tuple[int, int]:
@@ -32,7 +62,8 @@ def _unit_sizes(model: nn.Module) -> tuple[int, int]:
 
 
 def structured_size(model: nn.Module, masks: StructuredMasks) -> dict[str, float | int]:
-    """Heads, MLPs and encoder parameters that `masks` keep, against the full architecture.
+    """Heads, MLPs and encoder parameters that `masks` keep, against the full architecture, and the
+    two size percentages (module docstring).
 
     Works on a full or an already pruned model (masks use original head indices; a unit already
     removed counts as not kept). `params_kept` equals the encoder parameter count of the model
@@ -64,4 +95,5 @@ def structured_size(model: nn.Module, masks: StructuredMasks) -> dict[str, float
         "params_kept": params_kept,
         "params_total": params_total,
         "size_pct": 100.0 * params_kept / params_total,
+        "size_pct_all": size_pct_all(model, params_kept, params_total),
     }

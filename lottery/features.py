@@ -7,15 +7,19 @@ keyed by the source file's content, the tokenizer and the maximum length.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from lottery.glue_data import Examples, read_split, resolve_glue_dir, split_file
+from lottery.glue_data import Examples, GlueDataError, read_split, source_fingerprint
 from lottery.tasks import GlueTask
+
+log = logging.getLogger("lottery")
 
 
 class TokenizedSplit(Dataset):
@@ -54,15 +58,6 @@ def tokenize(examples: Examples, tokenizer, max_length: int) -> TokenizedSplit:
     return TokenizedSplit(encoded["input_ids"], token_types, examples.labels)
 
 
-def _source_key(task: GlueTask, split: str, glue_dir: Path | None) -> str:
-    if glue_dir is None:
-        return f"hub:{task.hub_config}:{split}"
-    path = split_file(task, glue_dir, split)
-    if not path.is_file():
-        return f"missing:{path}"  # read_split raises the helpful error
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
 _TOKENIZER_KEYS: dict[int, str] = {}
 _LOADED: dict[str, TokenizedSplit] = {}  # per process: a pipeline builds many datamodules
 
@@ -78,34 +73,52 @@ def load_tokenized(
     task: GlueTask, split: str, tokenizer, max_length: int, glue_dir: str | None, cache_dir: str | Path | None
 ) -> TokenizedSplit:
     """A tokenised split, read from the cache when the same source and tokenizer were seen."""
-    folder = resolve_glue_dir(glue_dir)
     key = hashlib.sha1(
-        f"{_source_key(task, split, folder)}|{_tokenizer_key(tokenizer)}|{max_length}".encode()
+        f"{source_fingerprint(task, split, glue_dir)}|{_tokenizer_key(tokenizer)}|{max_length}".encode()
     ).hexdigest()[:16]
     if key in _LOADED:
         return _LOADED[key]
     cache_file = Path(cache_dir) / task.name / f"{split}-{key}.pt" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
-        data = torch.load(cache_file, weights_only=True)
-        _LOADED[key] = TokenizedSplit(data["input_ids"], data["token_type_ids"], data["labels"])
-        return _LOADED[key]
+        try:
+            data = torch.load(cache_file, weights_only=True)
+            _LOADED[key] = TokenizedSplit(data["input_ids"], data["token_type_ids"], data["labels"])
+            return _LOADED[key]
+        except (RuntimeError, EOFError, KeyError, ValueError, OSError, pickle.UnpicklingError) as error:
+            # a truncated or foreign file: tokenise again
+            log.warning("ignoring unreadable tokenisation cache %s (%s)", cache_file, error)
     dataset = tokenize(read_split(task, split, glue_dir), tokenizer, max_length)
     _LOADED[key] = dataset
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        torch.save({"input_ids": dataset.input_ids, "token_type_ids": dataset.token_type_ids,
-                    "labels": dataset.labels}, tmp)
-        os.replace(tmp, cache_file)
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            torch.save({"input_ids": dataset.input_ids, "token_type_ids": dataset.token_type_ids,
+                        "labels": dataset.labels}, tmp)
+            os.replace(tmp, cache_file)
+        except OSError as error:  # a read-only results root: the cache is only an optimisation
+            log.debug("not caching %s: %s", cache_file, error)
     return dataset
 
 
 def holdout_indices(num_train: int, size: int, seed: int) -> list[int]:
-    """A seeded slice of the training set (sorted indices) used to select masks off dev."""
+    """A seeded slice of the training set (sorted indices) held out of fine-tuning, to select
+    masks on data the model never saw (`search.split=train_holdout`)."""
+    return sorted(subset_indices(num_train, size, seed))
+
+
+def subset_indices(num_train: int, size: int, seed: int) -> list[int]:
+    """A seeded random slice of the training set, `size` long, in the drawn order.
+
+    The authors' appendix ("masks from training data", src/find_head_mlp_masks.py
+    --use_train_data) takes `random_split(train, [len(dev), rest])[0]` of the fine-tuned model's
+    own training set and iterates it in that random order (`search.split=train_subset`); the order
+    matters to the running importance estimator."""
     if size >= num_train:
-        raise ValueError(f"holdout of {size} examples leaves nothing to train on ({num_train} in train)")
+        raise GlueDataError(f"a slice of {size} training examples (the size of dev) needs a larger training set "
+                            f"than {num_train} examples")
     generator = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(num_train, generator=generator)[:size].tolist())
+    return torch.randperm(num_train, generator=generator)[:size].tolist()
 
 
 class PadCollator:

@@ -9,11 +9,14 @@ the next rows.
 from __future__ import annotations
 
 import csv
+import hashlib
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lottery.errors import LotteryError
 from lottery.tasks import GlueTask
 
 HUB_DATASET = "nyu-mll/glue"
@@ -21,7 +24,7 @@ HUB_DATASET = "nyu-mll/glue"
 csv.field_size_limit(sys.maxsize)
 
 
-class GlueDataError(ValueError):
+class GlueDataError(LotteryError, ValueError):
     """Missing or malformed GLUE data, with what to do about it."""
 
 
@@ -96,9 +99,13 @@ def read_tsv(path: Path, task: GlueTask) -> Examples:
 def _parse_label(raw: str, task: GlueTask, path: Path, line_no: int) -> float | int:
     if task.is_regression:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise GlueDataError(f"{path}:{line_no}: label {raw!r} is not a number (task {task.name})") from None
+        if not math.isfinite(value):
+            raise GlueDataError(f"{path}:{line_no}: label {raw!r} is not a finite number (task {task.name}); "
+                                "fix or remove that row")
+        return value
     try:
         return task.labels.index(raw)
     except ValueError:
@@ -124,6 +131,9 @@ def read_hub_split(task: GlueTask, split: str) -> Examples:
         ) from error
     texts = list(zip(*(data[field] for field in task.hub_text_fields)))
     labels = [float(x) for x in data["label"]] if task.is_regression else [int(x) for x in data["label"]]
+    bad = next((i for i, label in enumerate(labels) if not math.isfinite(label)), None)
+    if bad is not None:
+        raise GlueDataError(f"{HUB_DATASET}/{task.hub_config} [{hub_split}] row {bad}: label {labels[bad]} is not finite")
     return Examples(texts, labels)
 
 
@@ -131,3 +141,28 @@ def read_split(task: GlueTask, split: str, glue_dir: str | os.PathLike | None) -
     """One split from the local folder if one is configured, else from the hub."""
     folder = resolve_glue_dir(glue_dir)
     return read_tsv_split(task, folder, split) if folder else read_hub_split(task, split)
+
+
+def source_fingerprint(task: GlueTask, split: str, glue_dir: str | os.PathLike | None) -> str:
+    """What identifies a split's data: the SHA-1 of its local file, or the hub dataset's name.
+
+    Run folders and the tokenisation cache are keyed by it, so edited data is never mistaken for
+    the data a finished result was computed on."""
+    folder = resolve_glue_dir(glue_dir)
+    if folder is None:
+        return f"hub:{HUB_DATASET}/{task.hub_config}:{split}"
+    path = split_file(task, folder, split)
+    if not path.is_file():
+        return f"missing:{path}"  # reading the split raises the helpful error
+    return _sha1_of_file(path)
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _sha1_of_file(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return _FILE_HASHES[key]

@@ -7,7 +7,7 @@ because the presence of those files is what marks a stage as finished.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
 import json
 import math
 import os
@@ -17,16 +17,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import filelock
 
-def _jsonable(value: Any) -> Any:
+from lottery.errors import CorruptFileError
+
+
+def to_jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # torch / numpy arrays and scalars
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
@@ -64,12 +68,31 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically (NaN and infinity become null)."""
-    return write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+    return write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+
+
+def content_hash(data: Any) -> str:
+    """sha256 of JSON-able data in a canonical form (what a mask or a settings dict is, not how it was written)."""
+    canonical = json.dumps(to_jsonable(data), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path) as handle:
-        return json.load(handle)
+    """A JSON file's content; a truncated or malformed file raises CorruptFileError naming it."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptFileError(f"{path} is not valid JSON ({error}); delete it (or rerun with force=true) "
+                               "to recompute it") from None
+
+
+def read_json_or_none(path: str | Path) -> Any:
+    """A JSON file's content, or None if it is missing or unreadable."""
+    try:
+        return read_json(path)
+    except (FileNotFoundError, CorruptFileError):
+        return None
 
 
 @contextlib.contextmanager
@@ -98,18 +121,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive advisory lock (flock) held for the block; blocks until it is free.
+def file_lock(path: str | Path) -> filelock.FileLock:
+    """An exclusive inter-process lock on `path` (a context manager); blocks until it is free.
 
     Two sweep jobs that need the same fine-tune take this lock on its run folder: the second
     waits, then finds the finished result instead of training it again.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return filelock.FileLock(str(path))

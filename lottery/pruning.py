@@ -22,8 +22,6 @@ layer]}`; pruning an already pruned model removes only what is still present.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import transformers
 from safetensors.torch import load_file
 from torch import nn
 
+from lottery.io import atomic_directory
 from lottery.masks import KEPT_HEADS_BUFFER, StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_shape
 
@@ -147,27 +146,14 @@ def structure_masks(structure: dict[str, list], shape: tuple[int, int]) -> Struc
 
 
 def save_pruned(model: nn.Module, directory: str | Path, tokenizer: Any = None) -> Path:
-    """`save_pretrained` into a temporary sibling folder, then swap it in place of `directory`."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        if getattr(model.config, STRUCTURE_KEY, None) is None:
-            setattr(model.config, STRUCTURE_KEY, pruned_structure(model))
+    """`save_pretrained` a (pruned) model, with its structure recorded, replacing `directory` atomically."""
+    if getattr(model.config, STRUCTURE_KEY, None) is None:
+        setattr(model.config, STRUCTURE_KEY, pruned_structure(model))
+    with atomic_directory(directory) as staging:
         model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-            directory.rename(retired / directory.name)
-            staging.rename(directory)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def _state_dict_from(directory: Path) -> dict[str, torch.Tensor]:

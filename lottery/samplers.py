@@ -36,9 +36,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.group_by_length = group_by_length
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue a run killed in `epoch` after `batches_done` of this rank's batches: the next
+        iteration over that epoch skips them (the order is the same, it is seeded by the epoch)."""
+        self.epoch = epoch
+        self._resume = (epoch, batches_done)
 
     def _global_batches(self) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -56,7 +63,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._global_batches()[self.rank::self.world_size]
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
+        yield from self._global_batches()[self.rank::self.world_size][skip:]
 
     def __len__(self) -> int:
         total = math.ceil(len(self.lengths) / self.batch_size)

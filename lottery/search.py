@@ -2,27 +2,27 @@
 
 The caller evaluates the current mask (dev score and head / MLP importance) and reports it;
 the search decides the next mask. Keeping the model out makes the loop easy to drive from a
-Lightning callback epoch by epoch, to run under DDP (report identical, all-reduced numbers on
-every rank, or report on rank 0 and broadcast the next mask) and to resume from a checkpoint
-through `state_dict` / `load_state_dict`.
+Lightning callback epoch by epoch, to run under DDP (report on rank 0 and broadcast the next
+mask) and to resume from a checkpoint through `state_dict` / `load_state_dict`.
 
-Loop (Prasanna et al. 2020, after Michel et al. 2019), no re-fine-tuning between steps:
+Loop (Prasanna et al. 2020, after Michel et al. 2019; read from the authors'
+src/find_head_mlp_masks.py, `mask_heads_mlps`), no re-fine-tuning between steps:
 
-* iteration 0 evaluates the unmasked model: its score is `full_score` and the bar is
-  `threshold_score = threshold * full_score`. The full model always passes.
-* a mask passes when `score >= threshold_score`. The next mask then masks the k least important
-  heads and the m least important MLPs still present, per the current phase, by the importance
-  just reported for the passing mask.
-* a mask that fails is dropped: the search reverts to the last passing mask and moves to the next
-  phase, whose first mask is computed from the importance recorded for that last passing mask.
-* a phase that can mask nothing more (no MLPs left, or a single head left in the whole model) is
-  skipped. Within a phase, a step that cannot mask its full count masks what is left.
+* iteration 0 evaluates the unmasked model: its score is `full_score`, the bar
+  `threshold * full_score` (`lottery.pass_rule`). The full model always passes.
+* phases: heads and MLPs together (H = int(head_fraction x all heads) heads and m MLPs per
+  step), then heads only (H // 2 per step), then MLPs only (m per step). A phase whose step
+  masks nothing (H // 2 == 0 on a tiny model) does not exist, as in the authors' loop.
+* a passing mask is followed by the next step of the same phase: the least important remaining
+  elements by the importance just reported for it. A step needs every kind of element its phase
+  prunes: when no MLP (or no head) is left to mask, the phase ends without a failure and the next
+  phase continues from the same mask. Within a step, fewer than the step's count may be masked
+  when fewer remain. Every head may be masked.
+* a mask that fails is dropped: the search reverts to the last passing mask and the next phase
+  masks from it. Which importance ranks that first step is the protocol's `phase_change`:
+  "failed" (the authors' code: the importance measured under the mask that just failed, since
+  that is the last one computed) or "passing" (the importance recorded for the last passing mask).
 * after the last phase the search is done; `good_mask()` is the last passing mask.
-
-Negative metrics: MCC and correlations can be <= 0 for the full model. The rule stays
-`score >= threshold * full_score`; with `full_score <= 0` the bar lies at or above the full
-model's score, so only masks that do not lose anything pass (and such a task deserves the
-warning from `warn_if_degenerate`). A NaN score never passes.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lottery.errors import ConfigError, NonFiniteError
+from lottery.pass_rule import bar, check_threshold, passes
+
 MODES = ("heads_mlps", "heads", "mlps")
+PHASE_CHANGES = ("failed", "passing")
 FULL_PHASE = "full"  # phase name recorded for iteration 0, the unmasked model
-STATE_VERSION = 1
-# Relative slack of the pass test, so that float rounding of `threshold * full_score` does not
-# fail a score that equals the threshold on paper (0.9 * 0.8 == 0.7200000000000001 > 0.72).
-_PASS_REL_TOL = 1e-9
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -67,26 +68,29 @@ class SearchConfig:
 
     `schedule` lists the phases as (head_step, mlp_step) pairs of absolute counts. Left as None it
     is derived from `mode` and the model size by `phases`: for "heads_mlps" the paper's
-    [(H, m), (max(1, H // 2), 0), (0, m)], for "heads" [(H, 0)], for "mlps" [(0, m)], where
-    H = max(1, int(head_fraction * total heads)) and m = mlps_per_step.
+    [(H, m), (H // 2, 0), (0, m)] without phases that mask nothing, for "heads" [(H, 0)], for
+    "mlps" [(0, m)], where H = max(1, int(head_fraction * total heads)) and m = mlps_per_step.
+    `phase_change` says which importance ranks the first step after a failure (module docstring).
     """
 
     mode: str = "heads_mlps"
     threshold: float = 0.9
     head_fraction: float = 0.1
     mlps_per_step: int = 1
+    phase_change: str = "failed"
     schedule: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"unknown search mode {self.mode!r}; expected one of {MODES}")
-        if not isinstance(self.threshold, (int, float)) or not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
-        if not isinstance(self.head_fraction, (int, float)) or not 0.0 < self.head_fraction <= 1.0:
-            raise ValueError(f"head_fraction must be in (0, 1], got {self.head_fraction!r}")
+            raise ConfigError(f"unknown search mode {self.mode!r}; expected one of {MODES}")
+        self.threshold = check_threshold(self.threshold)
+        if isinstance(self.head_fraction, bool) or not isinstance(self.head_fraction, (int, float)) \
+                or not 0.0 < self.head_fraction <= 1.0:
+            raise ConfigError(f"head_fraction must be in (0, 1], got {self.head_fraction!r}")
         if not _is_int(self.mlps_per_step) or self.mlps_per_step < 1:
-            raise ValueError(f"mlps_per_step must be an integer >= 1, got {self.mlps_per_step!r}")
-        self.threshold = float(self.threshold)
+            raise ConfigError(f"mlps_per_step must be an integer >= 1, got {self.mlps_per_step!r}")
+        if self.phase_change not in PHASE_CHANGES:
+            raise ConfigError(f"phase_change must be one of {PHASE_CHANGES}, got {self.phase_change!r}")
         self.head_fraction = float(self.head_fraction)
         if self.schedule is not None:
             self.schedule = self._validated_schedule(self.schedule)
@@ -94,17 +98,17 @@ class SearchConfig:
     def _validated_schedule(self, schedule: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
         pairs = [tuple(step) for step in schedule]
         if not pairs:
-            raise ValueError("schedule must list at least one (head_step, mlp_step) phase")
+            raise ConfigError("schedule must list at least one (head_step, mlp_step) phase")
         for pair in pairs:
             if len(pair) != 2 or not all(_is_int(n) and n >= 0 for n in pair) or pair == (0, 0):
-                raise ValueError(
+                raise ConfigError(
                     f"schedule phase {pair!r} must be a (head_step, mlp_step) pair of "
                     "non-negative integers, not both zero"
                 )
             if self.mode == "heads" and pair[1] > 0:
-                raise ValueError(f"mode 'heads' does not prune MLPs, but schedule phase {pair} does")
+                raise ConfigError(f"mode 'heads' does not prune MLPs, but schedule phase {pair} does")
             if self.mode == "mlps" and pair[0] > 0:
-                raise ValueError(f"mode 'mlps' does not prune heads, but schedule phase {pair} does")
+                raise ConfigError(f"mode 'mlps' does not prune heads, but schedule phase {pair} does")
         return [(int(h), int(m)) for h, m in pairs]
 
     def head_step(self, num_layers: int, num_heads: int) -> int:
@@ -120,7 +124,8 @@ class SearchConfig:
             return [Phase(heads, 0)]
         if self.mode == "mlps":
             return [Phase(0, mlps)]
-        return [Phase(heads, mlps), Phase(max(1, heads // 2), 0), Phase(0, mlps)]
+        steps = [(heads, mlps), (heads // 2, 0), (0, mlps)]
+        return [Phase(h, m) for h, m in steps if h or m]
 
     def to_dict(self) -> dict[str, Any]:
         schedule = None if self.schedule is None else [list(pair) for pair in self.schedule]
@@ -129,6 +134,7 @@ class SearchConfig:
             "threshold": self.threshold,
             "head_fraction": self.head_fraction,
             "mlps_per_step": self.mlps_per_step,
+            "phase_change": self.phase_change,
             "schedule": schedule,
         }
 
@@ -177,15 +183,15 @@ class SearchRecord:
         )
 
 
-def mask_least_important(mask: Tensor, importance: Tensor, count: int, keep_at_least: int = 0) -> Tensor:
+def mask_least_important(mask: Tensor, importance: Tensor, count: int) -> Tensor:
     """Zero the `count` least important elements still at 1 in `mask` (a new tensor).
 
     Masked elements are never chosen whatever their importance. Ties go to the lower flat index
-    (stable sort). At most `remaining - keep_at_least` elements are masked.
+    (stable sort). Fewer are masked when fewer remain.
     """
     flat_mask = mask.reshape(-1)
     remaining = torch.nonzero(flat_mask > 0.5).reshape(-1)  # ascending flat index
-    count = min(count, remaining.numel() - keep_at_least)
+    count = min(count, remaining.numel())
     out = flat_mask.clone()
     if count > 0:
         order = torch.sort(importance.reshape(-1)[remaining], stable=True).indices
@@ -269,10 +275,11 @@ class StructuredSearch:
         first = not self.history
         if first:
             if not math.isfinite(score):
-                raise ValueError(f"the full model's score must be finite, got {score}")
+                raise NonFiniteError(f"the full model's score must be finite, got {score}: the fine-tuned "
+                                     "model is broken (diverged?); redo the fine-tune with a lower recipe.lr")
             self._full_score = score
-            self._threshold_score = self.config.threshold * score
-        passed = first or self._passes(score)
+            self._threshold_score = bar(score, self.config.threshold)
+        passed = first or passes(score, self._full_score, self.config.threshold)
         self.history.append(
             SearchRecord(
                 iteration=len(self.history),
@@ -292,25 +299,34 @@ class StructuredSearch:
         self._advance()
         return not self._done
 
-    def _passes(self, score: float) -> bool:
-        assert self._threshold_score is not None
-        bar = self._threshold_score
-        return score >= bar or math.isclose(score, bar, rel_tol=_PASS_REL_TOL, abs_tol=0.0)
-
     def _advance(self) -> None:
-        """From the last passing mask, take the first phase (from the current one) that can prune."""
+        """From the last passing mask, take the first phase (from the current one) that can step.
+
+        The step is ranked by the importance of the last evaluated mask: within a phase that is
+        the passing mask itself; after a failure it is the failed mask ("failed") unless the
+        protocol says to use the last passing one ("passing").
+        """
         assert self._last_pass is not None
         start = self.history[self._last_pass]
+        ranking = self.history[-1] if self.config.phase_change == "failed" else start
         while self._phase_index < len(self.phases):
             phase = self.phases[self._phase_index]
-            head = mask_least_important(start.head_mask, start.head_importance, phase.head_step, keep_at_least=1)
-            mlp = mask_least_important(start.mlp_mask, start.mlp_importance, phase.mlp_step)
-            if not (torch.equal(head, start.head_mask) and torch.equal(mlp, start.mlp_mask)):
-                self._head, self._mlp, self._mask_phase = head, mlp, phase.name
+            if self._can_step(start, phase):
+                self._head = mask_least_important(start.head_mask, ranking.head_importance, phase.head_step)
+                self._mlp = mask_least_important(start.mlp_mask, ranking.mlp_importance, phase.mlp_step)
+                self._mask_phase = phase.name
                 return
             self._phase_index += 1
         self._head, self._mlp = start.head_mask.clone(), start.mlp_mask.clone()
         self._done = True
+
+    @staticmethod
+    def _can_step(start: SearchRecord, phase: Phase) -> bool:
+        """A step needs something left of every kind its phase masks (the authors' loop breaks
+        out of a heads+MLPs phase when no MLP is left, even if heads are)."""
+        heads_left = bool((start.head_mask > 0.5).any())
+        mlps_left = bool((start.mlp_mask > 0.5).any())
+        return (not phase.head_step or heads_left) and (not phase.mlp_step or mlps_left)
 
     def _importance(self, values: Any, shape: tuple[int, ...], name: str) -> Tensor:
         tensor = torch.as_tensor(values).detach().to(device="cpu", dtype=torch.float64).clone()
@@ -321,7 +337,7 @@ class StructuredSearch:
     @staticmethod
     def _check_finite(importance: Tensor, mask: Tensor, name: str, used: bool) -> None:
         if used and not torch.isfinite(importance[mask > 0.5]).all():
-            raise ValueError(f"{name} has NaN or infinite values for unmasked elements; cannot rank them")
+            raise NonFiniteError(f"{name} has NaN or infinite values for unmasked elements; cannot rank them")
 
     # ----------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -353,10 +369,11 @@ class StructuredSearch:
                 f"this search for {self.num_layers}x{self.num_heads}"
             )
         phases = [[p.head_step, p.mlp_step] for p in self.phases]
-        if [list(p) for p in state["phases"]] != phases or state["config"]["threshold"] != self.config.threshold:
+        rules = (phases, self.config.threshold, self.config.phase_change)
+        saved = ([list(p) for p in state["phases"]], state["config"]["threshold"], state["config"].get("phase_change"))
+        if saved != rules:
             raise ValueError(
-                f"search state was made with phases {state['phases']} and threshold "
-                f"{state['config']['threshold']}, this search has {phases} and {self.config.threshold}"
+                f"search state was made with (phases, threshold, phase_change) = {saved}, this search has {rules}"
             )
         self._phase_index = int(state["phase_index"])
         self._mask_phase = str(state["mask_phase"])
@@ -375,19 +392,3 @@ class StructuredSearch:
         search = cls(int(state["num_layers"]), int(state["num_heads"]), config)
         search.load_state_dict(state)
         return search
-
-
-def warn_if_degenerate(full_score: float, majority_score: float, threshold: float = 0.9) -> str | None:
-    """A warning when the bar `threshold * full_score` is within reach of a constant predictor.
-
-    If the majority-class baseline already scores at least the bar, the search can accept masks
-    that destroy the model (seen on RTE, MRPC and WNLI). Returns None when the bar is above it.
-    """
-    bar = threshold * full_score
-    if bar > majority_score:
-        return None
-    return (
-        f"pruning threshold {threshold:g} x full score {full_score:.4f} = {bar:.4f} is <= the "
-        f"majority-class baseline {majority_score:.4f}: the search may accept a mask that predicts "
-        "a constant class, so its 'good' ticket is not evidence of a working subnetwork"
-    )

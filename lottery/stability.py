@@ -25,6 +25,7 @@ __all__ = [
     "krippendorff_alpha_nominal",
     "mean_pairwise_jaccard",
     "overlap_matrix",
+    "task_overlap_counts",
 ]
 
 
@@ -134,3 +135,31 @@ def overlap_matrix(named_masks: Mapping[str, np.ndarray]) -> tuple[list[str], np
         for j in range(i + 1, len(names)):
             matrix[i, j] = matrix[j, i] = jaccard(masks[i], masks[j])
     return names, matrix
+
+
+def task_overlap_counts(masks: Mapping[str, Mapping[object, np.ndarray]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The paper's task x task overlap (the authors' experiment_analysis/common_components.ipynb).
+
+    ``masks[task][seed]``: a 0/1 mask (any shape: heads [L, H] or MLPs [L]) of that task's good
+    ticket for that seed. For each seed, cell (a, b) counts the elements kept in both task a's and
+    task b's masks of that seed (the diagonal: the elements a keeps); returns the tasks sorted by
+    name and the mean and std (Bessel; nan with one seed) of the counts over the seeds that every
+    task has.
+    """
+    tasks = sorted(masks)
+    if not tasks:
+        raise ValueError("task_overlap_counts needs the masks of at least one task")
+    seeds = set(masks[tasks[0]])
+    for task in tasks[1:]:
+        seeds &= set(masks[task])
+    if not seeds:
+        raise ValueError(f"the tasks share no seed: {({t: sorted(map(str, masks[t])) for t in tasks})}")
+    seeds = sorted(seeds, key=str)
+    flat = {t: {s: _binary(np.asarray(masks[t][s]).reshape(1, -1))[0] for s in seeds} for t in tasks}
+    sizes = {flat[t][s].shape for t in tasks for s in seeds}
+    if len(sizes) > 1:
+        raise ValueError(f"masks differ in size: {sorted(sizes)}")
+    counts = np.array([[[np.count_nonzero(flat[a][s] & flat[b][s]) for b in tasks] for a in tasks] for s in seeds],
+                      dtype=float)
+    std = counts.std(axis=0, ddof=1) if len(seeds) > 1 else np.full(counts.shape[1:], np.nan)
+    return tasks, counts.mean(axis=0), std

@@ -2,12 +2,16 @@
 
 Metric keys follow METHOD.md: `accuracy`, `f1`, `mcc`, `pearson`, `spearman`, `accuracy_mm`.
 Two derived keys drive pruning where the paper combines or picks: STS-B prunes on the mean of
-Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`).
+Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`). The paper's
+tables report one metric per task (`table_metric`, from the authors'
+eval_performance_analysis.ipynb): the pruning metric, except STS-B, which is reported as Pearson.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from lottery.errors import LotteryError
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class GlueTask:
     labels: tuple[str, ...]  # TSV label strings in the hub's label-id order; () = regression
     metrics: tuple[str, ...]
     pruning_metric: str
+    table_metric: str = ""  # the paper's table column; "" = the pruning metric
     dev_files: dict[str, str] = field(default_factory=lambda: {"dev": "dev.tsv"})
     hub_dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
 
@@ -50,6 +55,11 @@ class GlueTask:
     def eval_splits(self) -> tuple[str, ...]:
         """Dev splits, the first being the one that drives pruning (MNLI: matched)."""
         return tuple(self.dev_files)
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric the paper's tables and figures show for this task."""
+        return self.table_metric or self.pruning_metric
 
     @property
     def all_metrics(self) -> tuple[str, ...]:
@@ -82,7 +92,7 @@ TASKS: dict[str, GlueTask] = {
         GlueTask(
             name="stsb", folder="STS-B", hub_config="stsb", hub_text_fields=("sentence1", "sentence2"),
             tsv=_pair("sentence1", "sentence2", "score", 10),
-            labels=(), metrics=("pearson", "spearman"), pruning_metric="pearson_spearman",
+            labels=(), metrics=("pearson", "spearman"), pruning_metric="pearson_spearman", table_metric="pearson",
         ),
         GlueTask(
             name="qqp", folder="QQP", hub_config="qqp", hub_text_fields=("question1", "question2"),
@@ -121,7 +131,7 @@ def split_suffix(split: str) -> str:
     return "" if split == "dev" else "_" + split.removeprefix("dev_")
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(LotteryError, ValueError):
     pass
 
 

@@ -60,16 +60,13 @@ def _pick(candidates: Tensor, count: int, generator: torch.Generator) -> Tensor:
     return candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
 
 
-def _random_kind(good: Tensor, sampling: str, generator: torch.Generator, keep_one: bool) -> Tensor:
+def _random_kind(good: Tensor, sampling: str, generator: torch.Generator) -> Tensor:
     kept = int(good.sum().item())
     n = good.numel()
     if sampling == "exact":
         return _from_flat_indices(_pick(torch.arange(n), kept, generator), good)
-    rate = kept / n
-    while True:  # redraw the (rare) empty head mask: conditions the draw on keeping >= 1 head
-        mask = (torch.rand(n, generator=generator) < rate).float()
-        if not keep_one or kept == 0 or mask.sum() > 0:
-            return mask.view(good.shape).to(device=good.device)
+    mask = (torch.rand(n, generator=generator) < kept / n).float()
+    return mask.view(good.shape).to(device=good.device)
 
 
 def random_ticket(
@@ -83,9 +80,9 @@ def random_ticket(
     """A random ticket the size of the good one, per kind of element.
 
     "exact": exactly as many heads (and MLPs) as good keeps, chosen uniformly among all of them.
-    "bernoulli" (the paper): each element is kept with p = good's survival rate of its kind, so the
-    size matches only in expectation; a draw with no head at all is redrawn when good keeps heads.
-    Kinds that `mode` does not prune are all ones.
+    "bernoulli" (the paper; the authors' experiment_analysis/create_random_masks.ipynb): each
+    element is kept with p = good's survival rate of its kind, so the size matches only in
+    expectation (a draw may even keep no head). Kinds that `mode` does not prune are all ones.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
@@ -95,9 +92,9 @@ def random_ticket(
     head = torch.ones_like(good_head, dtype=torch.float32)
     mlp = torch.ones_like(good_mlp, dtype=torch.float32)
     if mode != "mlps":
-        head = _random_kind(good_head, sampling, generator, keep_one=True)
+        head = _random_kind(good_head, sampling, generator)
     if mode != "heads":
-        mlp = _random_kind(good_mlp, sampling, generator, keep_one=False)
+        mlp = _random_kind(good_mlp, sampling, generator)
     return head, mlp
 
 
@@ -136,9 +133,10 @@ def bad_ticket(good_head: Tensor, good_mlp: Tensor, *, seed: int, mode: str = "h
 class SuperTickets:
     """Super tickets of one kind of element (heads or MLPs) across the seeds of a task.
 
-    good: kept in every seed. bad: pruned in every seed, resized to good's count. random: kept in
-    some but not all seeds, resized to good's count. Masks have the input shape, 1 = kept.
-    `candidates` counts the pool each was drawn from; `notes` says when a pool was too small.
+    good: kept in every seed. bad: pruned in every seed, resized to good's count. random
+    ("middling"): in neither of those two sets, resized to good's count. Masks have the input
+    shape, 1 = kept. `candidates` counts the pools (pruned in every seed; in neither set);
+    `notes` says when a pool was too small and what filled it.
     """
 
     good: Tensor
@@ -149,8 +147,34 @@ class SuperTickets:
     notes: tuple[str, ...]
 
 
+def _resize(chosen: Tensor, size: int, fill_from: list[Tensor], generator: torch.Generator) -> Tensor:
+    """`chosen` (flat bool) made exactly `size` large: drop random members, or add random members
+    of the first pool in `fill_from` that has enough candidates (else of the last one)."""
+    count = int(chosen.sum())
+    out = chosen.clone()
+    if count > size:
+        members = torch.nonzero(chosen).reshape(-1)
+        out[_pick(members, count - size, generator)] = False
+    elif count < size:
+        pools = [torch.nonzero(pool & ~chosen).reshape(-1) for pool in fill_from]
+        pool = next((p for p in pools if p.numel() >= size - count), pools[-1])
+        out[_pick(pool, size - count, generator)] = True
+    return out
+
+
 def super_tickets(masks: list[Tensor], *, seed: int) -> SuperTickets:
-    """Super-good / super-bad / super-random masks from several seeds' good masks of one kind."""
+    """Super-good / super-bad / super-random masks from several seeds' good masks of one kind,
+    drawn as the authors' src/compute_super_masks.py does:
+
+    - good: the elements kept in every seed;
+    - bad: the elements pruned in every seed; too many: drop random ones; too few: add random
+      elements that are in neither set, and if those are too few, any element not yet in bad
+      (super-good ones included);
+    - random: the elements in neither good nor the (resized) bad; too many: drop random ones; too
+      few: add random elements from good or bad.
+    All three have good's size. Seeded: bad from seed + BAD_SEED_OFFSET, random from
+    seed + RANDOM_SEED_OFFSET.
+    """
     if not masks:
         raise ValueError("super_tickets needs the good masks of at least one seed")
     shape = masks[0].shape
@@ -161,23 +185,28 @@ def super_tickets(masks: list[Tensor], *, seed: int) -> SuperTickets:
     stacked = torch.stack([m.reshape(-1).float().cpu() for m in masks])
     always = stacked.min(dim=0).values == 1
     never = stacked.max(dim=0).values == 0
-    size = int(always.sum().item())
-    notes: list[str] = []
-    pools = {"bad": torch.nonzero(never).reshape(-1), "random": torch.nonzero(~always & ~never).reshape(-1)}
-    offsets = {"bad": BAD_SEED_OFFSET, "random": RANDOM_SEED_OFFSET}
-    resized: dict[str, Tensor] = {}
-    for name, pool in pools.items():
-        if pool.numel() < size:
-            notes.append(
-                f"super-{name}: only {pool.numel()} candidate elements for {size} super-good ones; kept all of them"
-            )
-        resized[name] = _pick(pool, size, _generator(seed + offsets[name]))
+    neither = ~always & ~never
+    size = int(always.sum())
+    everything = torch.ones_like(always)
+    bad = _resize(never, size, [neither, everything], _generator(seed + BAD_SEED_OFFSET))
+    middling = ~always & ~bad
+    random = _resize(middling, size, [everything], _generator(seed + RANDOM_SEED_OFFSET))
+    notes = []
+    if int(never.sum()) < size:
+        source = "elements in neither set" if int(neither.sum()) >= size - int(never.sum()) else "any element"
+        notes.append(f"super-bad: only {int(never.sum())} elements pruned in every seed for {size} super-good ones; "
+                     f"filled up with {source}")
+    if int(middling.sum()) < size:
+        notes.append(f"super-random: only {int(middling.sum())} elements in neither set for {size} super-good ones; "
+                     "filled up with super-good or super-bad ones")
     template = masks[0]
+
+    def as_mask(flat: Tensor) -> Tensor:
+        return _from_flat_indices(torch.nonzero(flat).reshape(-1), template)
+
     return SuperTickets(
-        good=_from_flat_indices(torch.nonzero(always).reshape(-1), template),
-        bad=_from_flat_indices(resized["bad"], template),
-        random=_from_flat_indices(resized["random"], template),
-        counts={"good": size, "bad": resized["bad"].numel(), "random": resized["random"].numel()},
-        candidates={name: pool.numel() for name, pool in pools.items()},
+        good=as_mask(always), bad=as_mask(bad), random=as_mask(random),
+        counts={"good": size, "bad": int(bad.sum()), "random": int(random.sum())},
+        candidates={"bad": int(never.sum()), "random": int(neither.sum())},
         notes=tuple(notes),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-import lottery.pipeline.config  # noqa: F401  (resolvers)
+import pipeline.config  # noqa: F401  (resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -31,3 +31,26 @@ def run_cli(args: list[str], cwd, timeout: int = 300, env: dict | None = None) -
     environment = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "lottery", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=environment, check=False)
+
+
+def only(paths, what: str = "folder") -> Path:
+    """The one path of `paths` (a glob), or a failed assertion naming what was found."""
+    found = sorted(paths)
+    assert len(found) == 1, f"expected one {what}, found {found}"
+    return found[0]
+
+
+def finetune_dir(root, task: str, seed: int = 1337, model: str = "tiny") -> Path:
+    return only(Path(root, model, task, f"seed{seed}").glob("finetune-*"), "fine-tune folder")
+
+
+def experiment_dir(root, task: str, variant: str, seed: int = 1337, model: str = "tiny") -> Path:
+    """The experiment folder `<variant>-<hash>` (e.g. variant "structured-paper")."""
+    return only(Path(root, model, task, f"seed{seed}").glob(f"{variant}-????????"), f"{variant} folder")
+
+
+def stage_metrics(folder) -> dict:
+    """The metrics a finished stage recorded in its metrics.json."""
+    import json
+
+    return json.loads((Path(folder) / "metrics.json").read_text())["metrics"]

@@ -1,11 +1,9 @@
 """The command line as a user meets it: clear errors for mistakes, multirun of two jobs."""
 
-import json
-
 import pytest
 
 from lottery.models import ModelLayoutError, load_classifier
-from tests.helpers import ROOT, run_cli, tiny_overrides
+from tests.helpers import ROOT, finetune_dir, run_cli, stage_metrics, tiny_overrides
 
 
 def test_unknown_task_lists_valid_names_without_a_traceback(tmp_path):
@@ -41,5 +39,4 @@ def test_multirun_of_two_jobs(tmp_path, tiny_glue):
     result = run_cli(["-m", *tiny_overrides(tmp_path, tiny_glue, "task=rte"), "seed=1,2"], cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     for seed in (1, 2):
-        metrics = json.loads((tmp_path / "tiny" / "rte" / f"seed{seed}" / "finetune" / "metrics.json").read_text())
-        assert "accuracy" in metrics
+        assert "accuracy" in stage_metrics(finetune_dir(tmp_path, "rte", seed=seed))

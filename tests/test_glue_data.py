@@ -128,7 +128,7 @@ def test_ddp_shards_cover_every_batch_once():
 def test_holdout_is_seeded_and_sized():
     assert holdout_indices(100, 10, seed=1) == holdout_indices(100, 10, seed=1)
     assert holdout_indices(100, 10, seed=1) != holdout_indices(100, 10, seed=2)
-    with pytest.raises(ValueError, match="nothing to train on"):
+    with pytest.raises(ValueError, match="larger training set"):
         holdout_indices(10, 10, seed=0)
 
 
@@ -142,3 +142,22 @@ def test_equal_steps_pads_ranks_with_empty_batches():
     assert shards[1][1] == [] and shards[2][1] == []
     assert sorted(i for s in shards for b in s for i in b) == list(range(10))
     assert PadCollator(0, False)([])["input_ids"].shape == (0, 0)
+
+
+def test_a_nan_label_is_a_data_error_naming_file_and_line(tmp_path):
+    from lottery.glue_data import read_tsv
+
+    path = tmp_path / "dev.tsv"
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    path.write_text(header + "\n" + "0\tg\tf\t2012\t0\ts\ts\ta cat\ta dog\t3.2\n" + "1\tg\tf\t2012\t1\ts\ts\tx\ty\tnan\n")
+    with pytest.raises(GlueDataError, match=rf"{path}:3: label 'nan' is not a finite number"):
+        read_tsv(path, get_task("stsb"))
+
+
+def test_train_subset_is_seeded_and_keeps_the_drawn_order():
+    from lottery.features import subset_indices
+
+    first = subset_indices(100, 10, seed=1)
+    assert first == subset_indices(100, 10, seed=1) and first != subset_indices(100, 10, seed=2)
+    assert first == torch.randperm(100, generator=torch.Generator().manual_seed(1))[:10].tolist()
+    assert first != sorted(first)  # the authors iterate random_split's subset in its drawn order

@@ -49,23 +49,58 @@ def reference_gate_gradients(model, batch, head_values, mlp_values):
             hook.remove()
 
 
-def test_importance_equals_hand_written_gradients(tiny_model, two_batches):
-    expected_head = torch.zeros(2, 4)
-    expected_mlp = torch.zeros(2)
-    for batch in two_batches:
-        head_grad, mlp_grad = reference_gate_gradients(tiny_model, batch, *MASK)
-        expected_head += head_grad.abs()
-        expected_mlp += mlp_grad.abs()
+@pytest.fixture
+def three_batches(two_batches):
+    third = {key: value.clone() for key, value in two_batches[0].items()}
+    third["labels"] = 1 - third["labels"]
+    return [*two_batches, third]
 
+
+def test_per_batch_importance_is_the_sum_of_absolute_batch_gradients(tiny_model, three_batches):
+    """Michel et al.: sum over batches of |dL/dgate| (protocol=clean)."""
+    grads = [reference_gate_gradients(tiny_model, batch, *MASK) for batch in three_batches]
     masks = StructuredMasks.from_lists(*MASK)
-    accumulator = ImportanceAccumulator.for_masks(masks)
-    for batch in two_batches:
-        accumulator.add(*gate_gradients(tiny_model, masks, batch)[:2])
-    head_raw, mlp_raw = accumulator.raw()
-    torch.testing.assert_close(head_raw, expected_head, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(mlp_raw, expected_mlp, rtol=1e-5, atol=1e-7)
-    assert (head_raw > 0).all() and accumulator.num_batches == 2
-    assert [t.data_ptr() for t in accumulator.tensors()] == [accumulator.head.data_ptr(), accumulator.mlp.data_ptr()]
+    result = compute_importance(tiny_model, masks, three_batches, accumulate="per_batch")
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in three_batches)
+    torch.testing.assert_close(result["head_raw"], sum(h.abs() for h, _ in grads).double(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(result["mlp_raw"], sum(m.abs() for _, m in grads).double() / tokens, rtol=1e-5, atol=1e-9)
+    assert (result["head_raw"] > 0).all() and result["num_batches"] == 3
+
+
+def test_running_importance_sums_the_absolute_running_gradient(tiny_model, three_batches):
+    """The authors' code never zeroes the gate's .grad: it adds |g1|, |g1 + g2|, |g1 + g2 + g3|."""
+    grads = [reference_gate_gradients(tiny_model, batch, *MASK) for batch in three_batches]
+    g1, g2, g3 = (h for h, _ in grads)
+    m1, m2, m3 = (m for _, m in grads)
+    masks = StructuredMasks.from_lists(*MASK)
+    result = compute_importance(tiny_model, masks, three_batches, accumulate="running")
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in three_batches)
+    expected_head = g1.abs() + (g1 + g2).abs() + (g1 + g2 + g3).abs()
+    expected_mlp = (m1.abs() + (m1 + m2).abs() + (m1 + m2 + m3).abs()) / tokens
+    torch.testing.assert_close(result["head_raw"], expected_head.double(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(result["mlp_raw"], expected_mlp.double(), rtol=1e-5, atol=1e-9)
+    per_batch = compute_importance(tiny_model, masks, three_batches, accumulate="per_batch")
+    assert not torch.allclose(result["head_raw"], per_batch["head_raw"])  # the two estimators differ here
+
+
+def test_accumulator_rows_filled_in_any_order_give_the_same_sums():
+    """DDP ranks fill their own batches' rows; the sum over the split is order-independent of filling."""
+    grads = [(torch.randn(2, 4, generator=torch.Generator().manual_seed(i)), torch.randn(2)) for i in range(5)]
+    one = ImportanceAccumulator(2, 4, num_batches=5, accumulate="running")
+    for index, (head, mlp) in enumerate(grads):
+        one.add(index, head, mlp, tokens=10)
+    ranks = [ImportanceAccumulator(2, 4, num_batches=5, accumulate="running") for _ in range(2)]
+    for index in (4, 2, 0):
+        ranks[0].add(index, *grads[index], tokens=10)
+    for index in (3, 1):
+        ranks[1].add(index, *grads[index], tokens=10)
+    reduced = ImportanceAccumulator(2, 4, num_batches=5, accumulate="running")
+    for target, parts in zip(reduced.tensors(), zip(*(r.tensors() for r in ranks))):
+        target.copy_(sum(parts))
+    for a, b in zip(one.raw(), reduced.raw()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(IndexError):
+        one.add(5, *grads[0], tokens=1)
 
 
 def test_gate_gradients_leave_weights_masks_and_mode_alone(tiny_model, tiny_batch):

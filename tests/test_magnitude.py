@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from lottery.errors import CorruptFileError, NonFiniteError
 from lottery.magnitude import (
     MagnitudeSearch,
     MaskShapeError,
@@ -103,26 +104,47 @@ def test_search_stops_at_the_threshold_and_keeps_the_last_passing_mask(tiny_mode
         steps.append(masks)
         search.report(next(scores), masks)
     assert [h["passed"] for h in search.history] == [True] * 4 + [False]
-    assert search.good_step == 3 and search.good is steps[2]
+    assert search.good_step == 3 and search.good is steps[2]  # after a failure both exit rules agree
     assert search.next_fraction is None
     assert search.history[3]["sparsity"] == pytest.approx(1 - 0.9**3, abs=1e-4)
     with pytest.raises(RuntimeError):
         search.report(0.8, masks)
 
-    state = json.loads(json.dumps(search.state_dict()))  # plain types only
     resumed = MagnitudeSearch()
-    resumed.load_state_dict(state, good=search.good)
-    assert resumed.state_dict() == search.state_dict() and resumed.done
+    resumed.load_state_dict(search.state_dict())
+    assert resumed.done and resumed.good_step == 3 and resumed.good == search.good
+    assert resumed.history == search.history
+    with pytest.raises(ValueError, match="exit"):
+        MagnitudeSearch(exit_mask="last_passing").load_state_dict(search.state_dict())
 
 
-def test_search_stops_after_max_steps():
-    search = MagnitudeSearch(max_steps=3)
-    masks = WeightMasks({"w": torch.ones(4, dtype=torch.bool)})
-    reports = 0
-    while not search.done:
+@pytest.mark.parametrize(("exit_mask", "good_step"), [("previous", 2), ("last_passing", 3)])
+def test_after_max_steps_the_authors_loop_keeps_the_previous_mask(exit_mask, good_step):
+    """src/find_global_weight_mask.py: `while total_steps != 0 and score >= bar` saves the mask from
+    before each step, so when all its 10 steps pass the ticket is step 9; "last_passing" keeps 10."""
+    search = MagnitudeSearch(max_steps=3, exit_mask=exit_mask)
+    steps = [WeightMasks({"w": torch.arange(4) >= k}) for k in range(4)]
+    for masks in steps:
+        assert not search.done
         search.report(1.0, masks)
-        reports += 1
-    assert reports == 4 and search.good_step == 3  # the full model plus three steps
+    assert search.done and len(search.history) == 4  # the full model plus three steps
+    assert search.good_step == good_step and search.good == steps[good_step]
+
+
+def test_a_non_finite_full_score_stops_the_search():
+    with pytest.raises(NonFiniteError, match="finite"):
+        MagnitudeSearch().report(float("nan"), WeightMasks({"w": torch.ones(2, dtype=torch.bool)}))
+
+
+def test_mask_files_are_byte_identical_for_equal_masks(tmp_path, tiny_model):
+    masks = global_magnitude_step(eligible_parameters(tiny_model), WeightMasks.ones_like(eligible_parameters(tiny_model)), 0.3)
+    masks.save(tmp_path / "a.npz")
+    WeightMasks(dict(masks)).save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert load_weight_masks(tmp_path / "a.npz").content_sha256() == masks.content_sha256()
+    (tmp_path / "c.npz").write_bytes((tmp_path / "a.npz").read_bytes()[:100])
+    with pytest.raises(CorruptFileError, match="c.npz"):
+        load_weight_masks(tmp_path / "c.npz")
 
 
 def test_bad_ticket_keeps_exactly_the_smallest_weights(tiny_model):

@@ -10,13 +10,15 @@ from pytorch_lightning.callbacks import Callback
 
 from callbacks.magnitude_pruning import IterativeMagnitudePruning
 from lottery.magnitude import load_weight_masks
-from lottery.pipeline import magnitude, train
-from lottery.pipeline.common import finetune, make_run
-from tests.helpers import compose_config, tiny_overrides
+from pipeline import train
+from pipeline.modes import imp
+from pipeline.run import make_run
+from pipeline.training import finetune
+from tests.helpers import compose_config, experiment_dir, tiny_overrides
 
 
 def magnitude_overrides(root, glue, *extra):
-    return tiny_overrides(root, glue, "experiment=magnitude", "task=stsb", "pruning.fraction=0.3", *extra)
+    return tiny_overrides(root, glue, "experiment=magnitude", "task=stsb", "magnitude.fraction=0.3", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def finished(tmp_path_factory, tiny_glue):
 
 def test_results_share_the_structured_schema_with_sparsity(finished):
     root, results = finished
-    exp = root / "tiny" / "stsb" / "seed1337" / "magnitude_paper"
+    exp = experiment_dir(root, "stsb", "magnitude-paper")
     assert json.loads((exp / "results.json").read_text()) == results
     assert results["mode"] == "magnitude" and set(results["tickets"]) == {"good", "random", "bad"}
     good = results["tickets"]["good"]
@@ -40,7 +42,7 @@ def test_results_share_the_structured_schema_with_sparsity(finished):
 
 def test_each_step_prunes_the_fraction_of_the_remaining_weights(finished):
     root, _results = finished
-    steps = sorted((root / "tiny" / "stsb" / "seed1337" / "magnitude_paper" / "search").glob("step_*.json"))
+    steps = sorted((experiment_dir(root, "stsb", "magnitude-paper") / "search").glob("step_*.json"))
     sparsities = [json.loads(path.read_text())["sparsity"] for path in steps]
     for before, after in itertools.pairwise(sparsities):
         assert 1 - after == pytest.approx((1 - before) * 0.7, abs=1e-4)
@@ -50,7 +52,7 @@ def test_retrained_ticket_keeps_pruned_weights_at_zero(finished):
     root, _results = finished
     from transformers import AutoModelForSequenceClassification
 
-    exp = root / "tiny" / "stsb" / "seed1337" / "magnitude_paper"
+    exp = experiment_dir(root, "stsb", "magnitude-paper")
     model = AutoModelForSequenceClassification.from_pretrained(exp / "retrained" / "good" / "model")
     masks = load_weight_masks(exp / "tickets" / "good.npz")
     parameters = dict(model.named_parameters())
@@ -68,14 +70,14 @@ class RecordImpMasks(Callback):
 
 def imp_overrides(root, glue, *extra):
     # RTE: accuracy stays positive on the untrained tiny model, so every round passes 0.01 x full.
-    return magnitude_overrides(root, glue, "task=rte", "pruning.schedule=imp", "pruning.imp_rounds=3",
-                               "pruning.imp_epochs_per_round=1", "pruning.threshold=0.01",
-                               "recipe.checkpoint_every_n_steps=1", "tickets.retrain=false", *extra)
+    return tiny_overrides(root, glue, "experiment=imp", "task=rte", "imp.fraction=0.3", "imp.rounds=3",
+                          "imp.epochs_per_round=1", "search.threshold=0.01", "recipe.checkpoint_every_n_steps=1",
+                          "tickets.retrain=false", *extra)
 
 
 def test_imp_resumes_after_a_kill_mid_round(tmp_path, tiny_glue, monkeypatch, caplog):
     reference = train(compose_config(imp_overrides(tmp_path / "whole", tiny_glue)))
-    assert [h["round"] for h in reference["search"]["history"]] == [1, 2, 3]
+    assert [h["step"] for h in reference["search"]["history"]] == [0, 1, 2, 3]  # the full model, then 3 rounds
     original = IterativeMagnitudePruning.on_train_batch_end
     calls = {"n": 0}
 
@@ -97,13 +99,13 @@ def test_imp_resumes_after_a_kill_mid_round(tmp_path, tiny_glue, monkeypatch, ca
 
 
 def test_imp_under_ddp_sim_holds_identical_masks_on_both_ranks(tmp_path, tiny_glue, monkeypatch):
-    run = make_run(compose_config(imp_overrides(tmp_path, tiny_glue, "trainer=ddp_sim", "pruning.imp_rounds=2")))
+    run = make_run(compose_config(imp_overrides(tmp_path, tiny_glue, "trainer=ddp_sim", "imp.rounds=2")))
     finetune(run)
-    original = magnitude.resumable_fit
+    original = imp.resumable_fit
 
     def with_recorder(run, run_dir, module, job_type, callbacks=None, **kwargs):
         return original(run, run_dir, module, job_type, [*(callbacks or []), RecordImpMasks(tmp_path)], **kwargs)
 
-    monkeypatch.setattr(magnitude, "resumable_fit", with_recorder)
-    magnitude.imp_search(run, tmp_path / "imp")
+    monkeypatch.setattr(imp, "resumable_fit", with_recorder)
+    imp.imp_search(run, tmp_path / "imp")
     assert load_weight_masks(tmp_path / "rank0.npz") == load_weight_masks(tmp_path / "rank1.npz")

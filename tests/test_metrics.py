@@ -57,3 +57,12 @@ def test_majority_baseline_matches_sklearn_on_a_constant_prediction():
     assert values["accuracy"] == pytest.approx(accuracy_score(dev, [1] * 5))
     assert values["f1"] == pytest.approx(f1_score(dev, [1] * 5))
     assert majority_baseline(get_task("stsb"), [1.0, 2.0], {"dev": [1.0]})["pearson_spearman"] == 0.0
+
+
+def test_constant_regression_predictions_have_zero_correlation_and_nan_outputs_stay_nan():
+    metrics = TaskMetrics(get_task("stsb"))
+    metrics.update(0, torch.full((4, 1), 2.5), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert metrics.compute() == {"pearson": 0.0, "spearman": 0.0, "pearson_spearman": 0.0}  # as the majority baseline
+    metrics.reset()
+    metrics.update(0, torch.tensor([[1.0], [float("nan")], [3.0], [2.0]]), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert np.isnan(metrics.compute()["pearson"])  # a broken model is not a constant predictor

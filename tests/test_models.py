@@ -19,9 +19,15 @@ def test_a_half_precision_checkpoint_loads_as_float32(tmp_path):
 
 def test_fine_tuning_starts_in_train_mode_and_search_in_eval_mode():
     # Hugging Face models load in eval mode and Lightning keeps a module's mode.
-    for search, training in ((False, True), (True, False)):
-        module = GlueModule(tiny_bert(num_labels=2, seed=0), "rte", search=search)
-        assert not module.model.training
+    from lightning_modules.importance_module import ImportanceModule
+    from lottery.importance import get_criterion
+    from lottery.masks import StructuredMasks
+
+    fine_tune = GlueModule(tiny_bert(num_labels=2, seed=0), "rte")
+    model = tiny_bert(num_labels=2, seed=0)
+    search = ImportanceModule(model, "rte", StructuredMasks.for_model(model), get_criterion("michel"))
+    for module, training in ((fine_tune, True), (search, False)):
+        module.model.train(not training)
         module.on_fit_start()
         assert module.model.training is training
         assert all(m.training is training for m in module.model.modules())

@@ -8,9 +8,10 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from lightning_modules.glue_module import GlueModule
-from lottery.pipeline import train
-from lottery.pipeline.common import evaluate, finetune_dir, make_run
-from tests.helpers import compose_config, tiny_overrides
+from pipeline import train
+from pipeline.run import make_run
+from pipeline.training import evaluate
+from tests.helpers import compose_config, finetune_dir, stage_metrics, tiny_overrides
 
 
 def test_paper_recipe_is_the_default_and_minilm_overrides_the_lr():
@@ -24,8 +25,8 @@ def test_paper_recipe_is_the_default_and_minilm_overrides_the_lr():
 def test_fit_evaluate_save_and_reload(tmp_path, tiny_glue):
     cfg = compose_config(tiny_overrides(tmp_path, tiny_glue, "task=mrpc"))
     metrics = train(cfg)
-    run_dir = tmp_path / "tiny" / "mrpc" / "seed1337" / "finetune"
-    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    run_dir = finetune_dir(tmp_path, "mrpc")
+    assert stage_metrics(run_dir) == metrics
     assert set(metrics) == {"accuracy", "f1"}
     assert not (run_dir / "checkpoints").exists()
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")  # plain transformers
@@ -43,7 +44,7 @@ def test_regression_and_mnli_have_their_metrics(tmp_path, tiny_glue):
 def test_rerun_reuses_and_force_redoes(tmp_path, tiny_glue, caplog):
     overrides = tiny_overrides(tmp_path, tiny_glue, "task=rte")
     train(compose_config(overrides))
-    done = tmp_path / "tiny" / "rte" / "seed1337" / "finetune" / "metrics.json"
+    done = finetune_dir(tmp_path, "rte") / "metrics.json"
     stamp = done.stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="lottery"):
         train(compose_config(overrides))
@@ -71,7 +72,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_glue, monkey
     monkeypatch.setattr(GlueModule, "on_train_batch_end", crash_after_three, raising=False)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(compose_config(overrides))
-    run_dir = tmp_path / "tiny" / "rte" / "seed1337" / "finetune"
+    run_dir = finetune_dir(tmp_path, "rte")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model").exists()  # nothing half-written
     step = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
@@ -83,20 +84,20 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_glue, monkey
     assert (run_dir / "model" / "config.json").is_file()
 
 
-def test_holdout_fine_tune_has_its_own_folder(tmp_path, tiny_glue):
-    cfg = compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "search.split=train_holdout"))
-    assert finetune_dir(make_run(cfg)).name == "finetune_holdout"
+def test_holdout_fine_tune_has_its_own_folder_and_train_subset_shares_the_plain_one(tmp_path, tiny_glue):
+    folders = {split: make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", f"search.split={split}")))
+               .finetune_dir for split in ("dev", "train_holdout", "train_subset")}
+    assert folders["dev"] == folders["train_subset"] != folders["train_holdout"]
 
 
 def test_ddp_sim_gives_the_same_dev_metrics_as_one_process(tmp_path, tiny_glue):
     metrics = train(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=mrpc")))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tmp_path / "tiny" / "mrpc" / "seed1337" / "finetune" / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(finetune_dir(tmp_path, "mrpc") / "model")
     ddp = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=mrpc", "trainer=ddp_sim")))
     assert evaluate(ddp, GlueModule(model, ddp.task), tmp_path / "ddp", "ddp") == pytest.approx(metrics)
     trained = train(compose_config(tiny_overrides(tmp_path / "fit", tiny_glue, "task=mrpc", "trainer=ddp_sim")))
     assert set(trained) == {"accuracy", "f1"}
-    assert (tmp_path / "fit" / "tiny" / "mrpc" / "seed1337" / "finetune" / "model" / "config.json").is_file()
+    assert (finetune_dir(tmp_path / "fit", "mrpc") / "model" / "config.json").is_file()
 
 
 def test_wandb_logger_works_offline_and_finishes_its_runs(tmp_path, tiny_glue, monkeypatch):

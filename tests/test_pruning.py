@@ -117,3 +117,17 @@ def test_loading_a_plain_folder_says_use_from_pretrained(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="from_pretrained"):
         load_pruned(tmp_path)
+
+
+def test_size_pct_all_is_the_papers_size_column_counted_by_hand(tiny_model):
+    # The paper: params(pruned) / params(full) - embedding share = kept non-embedding / all.
+    masks = StructuredMasks.from_lists([[1, 0, 0, 1], [1, 1, 1, 0]], [0, 1])
+    size = structured_size(tiny_model, masks)
+    everything = sum(p.numel() for p in tiny_model.parameters())
+    embeddings = sum(p.numel() for p in tiny_model.bert.embeddings.parameters())
+    pruned = prune_structure(tiny_bert(num_labels=2, seed=0), masks)
+    kept_non_embedding = sum(p.numel() for p in pruned.parameters()) - embeddings
+    assert size["size_pct_all"] == pytest.approx(100 * kept_non_embedding / everything)
+    # by hand for the tiny model (hidden 64, head size 16, FFN 128): a head owns 4 x 64 x 16 + 3 x 16
+    # = 4144 parameters, an MLP 2 x 64 x 128 + 128 + 64 = 16576; 3 heads and 1 MLP removed
+    assert everything - sum(p.numel() for p in pruned.parameters()) == 3 * 4144 + 16576

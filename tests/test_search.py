@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
+from lottery.errors import NonFiniteError
+from lottery.pass_rule import degenerate_warning
 from lottery.search import (
     SearchConfig,
     StructuredSearch,
     mask_least_important,
-    warn_if_degenerate,
 )
 
 
@@ -34,8 +35,12 @@ def _zeros(mask):
     return int((mask == 0).sum())
 
 
-def test_paper_schedule_on_12x12():
-    search = StructuredSearch(12, 12, SearchConfig())
+@pytest.mark.parametrize("phase_change", ["failed", "passing"])
+def test_paper_schedule_on_12x12(phase_change):
+    search = StructuredSearch(12, 12, SearchConfig(phase_change=phase_change))
+    # after a failure the first step of the next phase is ranked by the failed mask's importance
+    # (the authors' code) or by the last passing mask's (the published definition)
+    after_failure = {"failed": lambda failed, passing: failed, "passing": lambda failed, passing: passing}[phase_change]
     assert [(p.head_step, p.mlp_step) for p in search.phases] == [(14, 1), (7, 0), (0, 1)]
     head, mlp = search.current_mask()
     assert head.shape == (12, 12) and mlp.shape == (12,) and head.all() and mlp.all()
@@ -58,11 +63,11 @@ def test_paper_schedule_on_12x12():
     assert torch.equal(mlp2, _expected_after(mlp1, imps[1][1], 1))
     assert _zeros(head2) == 28 and _zeros(mlp2) == 2
 
-    # iteration 2 fails: back to mask 1, heads only, 7 per step, by iteration 1's importance
+    # iteration 2 fails: back to mask 1, heads only, 7 per step
     assert search.report(*imps[2], score=0.5)
     head3, mlp3 = search.current_mask()
     assert search.phase == "heads"
-    assert torch.equal(head3, _expected_after(head1, imps[1][0], 7))
+    assert torch.equal(head3, _expected_after(head1, after_failure(imps[2], imps[1])[0], 7))
     assert torch.equal(mlp3, mlp1)
 
     # iteration 3 passes: 7 more heads, no MLP
@@ -76,7 +81,7 @@ def test_paper_schedule_on_12x12():
     head5, mlp5 = search.current_mask()
     assert search.phase == "mlps"
     assert torch.equal(head5, head3)
-    assert torch.equal(mlp5, _expected_after(mlp3, imps[3][1], 1))
+    assert torch.equal(mlp5, _expected_after(mlp3, after_failure(imps[4], imps[3])[1], 1))
 
     # iteration 5 passes, iteration 6 fails: done, good = mask 5
     assert search.report(*imps[5], score=0.91)
@@ -148,15 +153,32 @@ def test_mlps_mode_prunes_mlps_only_until_none_left():
     assert search.good_mask()[1].tolist() == [0, 0, 0]
 
 
-def test_keeps_at_least_one_head_and_skips_exhausted_phases():
-    search = StructuredSearch(1, 4, SearchConfig(head_fraction=1.0))
-    assert [(p.head_step, p.mlp_step) for p in search.phases] == [(4, 1), (2, 0), (0, 1)]
-    search.report(torch.tensor([[4.0, 3.0, 2.0, 1.0]]), torch.ones(1), 1.0)
+def test_a_phase_ends_without_failure_when_its_mlps_run_out_and_every_head_may_go():
+    # The authors' loop breaks out of the heads+MLPs phase when no MLP is left (not a failure) and
+    # masks heads until none is left: 1 layer x 4 heads, 2 heads + 1 MLP, then 1 head per step.
+    search = StructuredSearch(1, 4, SearchConfig(head_fraction=0.5))
+    assert [(p.head_step, p.mlp_step) for p in search.phases] == [(2, 1), (1, 0), (0, 1)]
+    imp = torch.tensor([[4.0, 3.0, 2.0, 1.0]])
+    search.report(imp, torch.ones(1), 1.0)
+    assert search.current_mask()[0].tolist() == [[1, 1, 0, 0]] and search.current_mask()[1].tolist() == [0]
+    search.report(imp, torch.ones(1), 1.0)  # passes, but no MLP is left: on to heads only, 1 per step
+    assert search.phase == "heads" and search.current_mask()[0].tolist() == [[1, 0, 0, 0]]
+    search.report(imp, torch.ones(1), 1.0)
+    assert search.current_mask()[0].tolist() == [[0, 0, 0, 0]]
+    assert not search.report(imp, torch.ones(1), 1.0)  # nothing left to mask in any phase
+    assert search.good_mask()[0].tolist() == [[0, 0, 0, 0]]
+    assert [r.phase for r in search.history] == ["full", "heads_mlps", "heads", "heads"]
+
+
+def test_a_half_step_of_zero_heads_is_no_phase():
+    # 8 heads, head_fraction 0.125: one head per step, and the heads-only phase would mask
+    # 1 // 2 = 0 heads: the authors' loop skips it at once.
+    search = StructuredSearch(2, 4, SearchConfig(head_fraction=0.125))
+    assert [(p.head_step, p.mlp_step) for p in search.phases] == [(1, 1), (0, 1)]
+    search.report(_importance((2, 4), 0), _importance((2,), 0), 1.0)
+    search.report(_importance((2, 4), 1), _importance((2,), 1), 0.1)  # fails: straight to MLPs only
     head, mlp = search.current_mask()
-    assert head.tolist() == [[1, 0, 0, 0]] and mlp.tolist() == [0]
-    # everything prunable is gone: the remaining phases are skipped
-    assert not search.report(torch.ones(1, 4), torch.ones(1), 1.0)
-    assert search.good_mask()[0].tolist() == [[1, 0, 0, 0]]
+    assert search.phase == "mlps" and head.all() and _zeros(mlp) == 1
 
 
 def test_score_exactly_at_threshold_passes():
@@ -218,6 +240,8 @@ def test_load_state_dict_rejects_other_rules():
     state = search.state_dict()
     with pytest.raises(ValueError, match="phases"):
         StructuredSearch(12, 12, SearchConfig(mode="heads")).load_state_dict(state)
+    with pytest.raises(ValueError, match="phase_change"):
+        StructuredSearch(12, 12, SearchConfig(phase_change="passing")).load_state_dict(state)
     with pytest.raises(ValueError, match="6x12"):
         StructuredSearch(6, 12).load_state_dict(state)
 
@@ -237,6 +261,7 @@ def test_load_state_dict_rejects_other_rules():
         {"schedule": [(7, -1)]},
         {"mode": "heads", "schedule": [(7, 1)]},
         {"mode": "mlps", "schedule": [(7, 0)]},
+        {"phase_change": "never"},
     ],
 )
 def test_invalid_config(kwargs):
@@ -261,14 +286,14 @@ def test_invalid_reports():
         search.report(torch.zeros(12, 11), torch.zeros(12), 1.0)
     bad = torch.zeros(12, 12)
     bad[3, 4] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(NonFiniteError, match="NaN"):
         search.report(bad, torch.zeros(12), 1.0)
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(NonFiniteError, match="finite"):
         search.report(torch.zeros(12, 12), torch.zeros(12), float("nan"))
     assert search.iteration == 0
 
 
-def test_warn_if_degenerate():
-    assert warn_if_degenerate(0.56, 0.563, 0.9) is not None  # WNLI: full is the majority class
-    assert warn_if_degenerate(0.0, 0.0, 0.9) is not None  # MCC of a constant predictor
-    assert warn_if_degenerate(0.84, 0.684, 0.9) is None
+def test_degenerate_warning():
+    assert degenerate_warning(0.56, 0.563, 0.9) is not None  # WNLI: full is the majority class
+    assert degenerate_warning(0.0, 0.0, 0.9) is not None  # MCC of a constant predictor
+    assert degenerate_warning(0.84, 0.684, 0.9) is None

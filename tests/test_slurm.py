@@ -65,7 +65,7 @@ def test_a_sweep_runs_as_a_slurm_job_array_and_returns_every_result(slurm_sweep,
     assert "Submitit 'slurm' sweep output dir" in proc.stdout
     root = tmp_path / "out"
     for seed in (1, 2):
-        assert (root / "tiny" / "rte" / f"seed{seed}" / "finetune" / "metrics.json").is_file(), seed
+        assert list((root / "tiny" / "rte" / f"seed{seed}").glob("finetune-*/metrics.json")), seed
     # Each job ran as a task of one SLURM array: one submitit folder per task, its logs inside.
     folders = sorted(p.name for p in (root / ".submitit").iterdir() if p.is_dir())
     tasks = [name for name in folders if re.fullmatch(r"\d+_\d+", name)]
@@ -82,4 +82,4 @@ def test_a_failing_slurm_job_fails_the_sweep_with_its_error(slurm_sweep, tmp_pat
     proc = slurm_sweep("experiment=finetune", "task=rte,cola", "seed=1", glue=glue)
     assert proc.returncode != 0, _tail(proc)
     assert "GlueDataError" in proc.stderr and "CoLA/train.tsv:1: malformed row" in proc.stderr, _tail(proc)
-    assert (tmp_path / "out" / "tiny" / "rte" / "seed1" / "finetune" / "metrics.json").is_file()
+    assert list((tmp_path / "out" / "tiny" / "rte" / "seed1").glob("finetune-*/metrics.json"))

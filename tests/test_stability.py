@@ -136,3 +136,20 @@ def test_overlap_matrix():
     expected = np.array([[1, 1 / 2, 2 / 3], [1 / 2, 1, 1 / 3], [2 / 3, 1 / 3, 1]])
     np.testing.assert_allclose(matrix, expected)
     assert jaccard(MASKS[0], MASKS[2]) == pytest.approx(2 / 3)
+
+
+def test_task_overlap_counts_are_the_papers_common_components():
+    # common_components.ipynb: per seed, heads kept in both tasks' masks of that seed; mean, std (ddof=1)
+    from lottery.stability import task_overlap_counts
+
+    masks = {
+        "rte": {1: np.array([[1, 1], [0, 1]]), 2: np.array([[0, 1], [0, 0]])},
+        "cola": {1: np.array([[1, 0], [1, 1]]), 2: np.array([[1, 1], [0, 0]]), 3: np.array([[1, 1], [1, 1]])},
+    }
+    names, mean, std = task_overlap_counts(masks)
+    assert names == ["cola", "rte"]  # sorted; seed 3 is not shared, so it is left out
+    np.testing.assert_allclose(mean, [[2.5, 1.5], [1.5, 2.0]])
+    np.testing.assert_allclose(std, [[np.std([3, 2], ddof=1), np.std([2, 1], ddof=1)],
+                                     [np.std([2, 1], ddof=1), np.std([3, 1], ddof=1)]])
+    with pytest.raises(ValueError, match="share no seed"):
+        task_overlap_counts({"a": {1: np.ones(2)}, "b": {2: np.ones(2)}})

@@ -8,19 +8,20 @@ from pytorch_lightning.callbacks import Callback
 
 from callbacks.structured_pruning import StructuredPruning
 from lottery.accounting import encoder_parameter_count
+from lottery.errors import ConfigError
 from lottery.masks import StructuredMasks
-from lottery.pipeline import train
-from lottery.pipeline.common import make_run
-from lottery.pipeline.structured import search
 from lottery.pruning import load_pruned
-from tests.helpers import compose_config, tiny_overrides
+from pipeline import train
+from pipeline.modes.structured import search
+from pipeline.run import make_run
+from tests.helpers import compose_config, experiment_dir, finetune_dir, tiny_overrides
 
 ITER_KEYS = {"head_mask", "mlp_mask", "score", "head_importance_raw", "head_importance", "mlp_importance_raw",
              "mlp_importance"}
 
 
 def structured_overrides(root, glue, *extra):
-    return tiny_overrides(root, glue, "experiment=structured", "task=stsb", "search.head_fraction=0.25", *extra)
+    return tiny_overrides(root, glue, "experiment=structured", "task=stsb", "structured.head_fraction=0.25", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def finished(tmp_path_factory, tiny_glue):
 
 def test_results_and_files(finished):
     root, results = finished
-    exp = root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps"
+    exp = experiment_dir(root, "stsb", "structured-paper")
     assert json.loads((exp / "results.json").read_text()) == results
     assert results["metric"] == "pearson_spearman" and set(results["tickets"]) == {"good", "random", "bad"}
     iterations = sorted((exp / "search").glob("iter_*.json"))
@@ -40,10 +41,12 @@ def test_results_and_files(finished):
     first = json.loads(iterations[0].read_text())
     assert ITER_KEYS <= set(first) and all(v == 1 for row in first["head_mask"] for v in row)
     good = results["tickets"]["good"]
-    for kind in ("random", "bad"):  # exact sampling: the same size as good
-        ticket = results["tickets"][kind]
-        assert (ticket["heads_kept"], ticket["mlps_kept"]) == (good["heads_kept"], good["mlps_kept"])
-        assert ticket["pruned"] and ticket["retrained"]
+    assert results["tickets"]["bad"]["heads_kept"] == good["heads_kept"]  # bad: exactly good's size
+    for kind in ("random", "bad"):
+        assert results["tickets"][kind]["pruned"] and results["tickets"][kind]["retrained"]
+    assert results["protocol"]["name"] == "paper" and results["protocol"]["keys"] == {
+        "accumulate": "running", "phase_change": "failed", "sampling": "bernoulli"}
+    assert json.loads((exp / "settings.json").read_text()) == results["settings"]
 
 
 def test_good_ticket_passes_the_threshold_on_the_search_split(finished):
@@ -56,7 +59,7 @@ def test_good_ticket_passes_the_threshold_on_the_search_split(finished):
 
 def test_retrained_ticket_is_physically_smaller_as_accounted(finished):
     root, results = finished
-    folder = root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps" / "retrained" / "good" / "model"
+    folder = experiment_dir(root, "stsb", "structured-paper") / "retrained" / "good" / "model"
     model = load_pruned(folder)
     assert encoder_parameter_count(model) == results["tickets"]["good"]["params_kept"]
 
@@ -72,8 +75,8 @@ def test_rerun_reuses_every_stage(finished, tiny_glue, caplog):
 def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, monkeypatch, caplog):
     root, results = finished
     # Reuse the finished fine-tune, then kill the search after two iterations.
-    source = root / "tiny" / "stsb" / "seed1337" / "finetune"
-    target = tmp_path / "tiny" / "stsb" / "seed1337" / "finetune"
+    source = finetune_dir(root, "stsb")
+    target = tmp_path / source.relative_to(root)
     target.parent.mkdir(parents=True)
     import shutil
 
@@ -124,26 +127,27 @@ def test_ddp_sim_search_gives_the_same_masks_on_both_ranks_and_as_one_process(fi
 
 
 def test_wandb_offline_gets_the_results_table_and_mask_artifact(finished, tiny_glue, monkeypatch):
-    from lottery.pipeline.wandb_results import log_results
+    from lottery.schema import Results
+    from pipeline.wandb_results import log_results
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     root, results = finished
     run = make_run(compose_config(structured_overrides(root, tiny_glue, "logger=wandb")))
-    log_results(run, results, root / "tiny" / "stsb" / "seed1337" / "structured_heads_mlps")
+    log_results(run, Results.from_dict(results), experiment_dir(root, "stsb", "structured-paper"))
     offline = list((root / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
 
 
 def test_super_experiment_scores_super_tickets_from_the_report(finished, tiny_glue, tmp_path):
     root, results = finished
-    source = tmp_path / "super" / "tiny" / "stsb" / "structured"
+    source = tmp_path / "super" / "tiny" / "stsb" / "structured-paper"
     good = StructuredMasks.from_lists(results["tickets"]["good"]["head_mask"], results["tickets"]["good"]["mlp_mask"])
     for kind in ("good", "random", "bad"):
         good.save_json(source / f"super_{kind}.json")
-    base = structured_overrides(root, tiny_glue, "experiment=super", "tickets.retrain=false")
-    super_results = train(compose_config([*base, f"super_tickets.dir={tmp_path / 'super'}"]))
-    assert super_results["pruning"] == "super_heads_mlps"
+    base = tiny_overrides(root, tiny_glue, "experiment=super", "task=stsb", "tickets.retrain=false")
+    super_results = train(compose_config([*base, f"super.dir={source}"]))
+    assert super_results["mode"] == "super" and super_results["label_prefix"] == "super"
     assert super_results["tickets"]["good"]["pruned"] == results["tickets"]["good"]["pruned"]
-    assert (root / "tiny" / "stsb" / "seed1337" / "super_heads_mlps" / "results.json").is_file()
-    with pytest.raises(FileNotFoundError, match="super-ticket masks not found"):
-        train(compose_config([*base, f"super_tickets.dir={tmp_path / 'nowhere'}"]))
+    assert (experiment_dir(root, "stsb", "super") / "results.json").is_file()
+    with pytest.raises(ConfigError, match="super-ticket masks not found"):
+        train(compose_config([*base, f"super.dir={tmp_path / 'nowhere'}"]))

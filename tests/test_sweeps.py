@@ -12,7 +12,7 @@ import time
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.helpers import CONF, ROOT, run_cli
+from tests.helpers import CONF, ROOT, experiment_dir, finetune_dir, run_cli
 
 # One intra-op thread per process: the tiny model gains nothing from more, and on a busy 2-core
 # machine OpenMP threads that wait on each other make a job several times slower.
@@ -32,11 +32,11 @@ def test_smoke_sweep_runs_every_job_and_the_report_reads_them(tmp_path, tiny_glu
     assert proc.returncode == 0, _tail(proc)
     assert "Launching 4 jobs locally" in proc.stdout  # {rte, stsb} x {structured, magnitude}
     for task in ("rte", "stsb"):
-        for experiment in ("structured_heads_mlps", "magnitude_paper"):
-            assert (root / "tiny" / task / "seed1" / experiment / "results.json").is_file(), (task, experiment)
+        for variant in ("structured-paper", "magnitude-paper"):
+            assert (experiment_dir(root, task, variant, seed=1) / "results.json").is_file(), (task, variant)
     # Each (task, seed) was fine-tuned once, by its structured job; its magnitude job reused it.
     for task in ("rte", "stsb"):
-        finetuned = root / "tiny" / task / "seed1" / "finetune" / "metrics.json"
+        finetuned = finetune_dir(root, task, seed=1) / "metrics.json"
         assert f"reusing finished result {finetuned}" in proc.stdout + proc.stderr, task
 
     report = subprocess.run([sys.executable, "-m", "lottery.report", str(root)], check=False, cwd=ROOT,
@@ -53,13 +53,17 @@ def test_a_sweep_killed_midway_redoes_only_its_unfinished_jobs(tmp_path, tiny_gl
     root = tmp_path / "out"
     args = ["-m", "experiment=finetune", "task=rte", "seed=1,2", *SHORT, f"data.glue_dir={tiny_glue}",
             f"paths.root={root}"]
-    first, second = (root / "tiny" / "rte" / f"seed{seed}" / "finetune" / "metrics.json" for seed in (1, 2))
+    first, second = (root / "tiny" / "rte" / f"seed{seed}" for seed in (1, 2))
+
+    def done(seed_dir):
+        return list(seed_dir.glob("finetune-*/metrics.json"))
+
     sweep = subprocess.Popen([sys.executable, "-m", "lottery", *args], cwd=ROOT, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "WANDB_MODE": "offline", **ENV})
     try:
         deadline = time.monotonic() + 240
-        while not first.is_file():  # the first job is done: kill the sweep (the second job has started)
+        while not done(first):  # the first job is done: kill the sweep (the second job has started)
             assert sweep.poll() is None, f"the sweep ended (exit {sweep.returncode}) before its first job finished"
             assert time.monotonic() < deadline, "the first job did not finish in time"
             time.sleep(0.05)
@@ -68,16 +72,17 @@ def test_a_sweep_killed_midway_redoes_only_its_unfinished_jobs(tmp_path, tiny_gl
             os.killpg(sweep.pid, signal.SIGKILL)
         sweep.wait()
     assert sweep.returncode == -signal.SIGKILL
-    assert not second.exists()
-    stamp = first.stat().st_mtime_ns
+    assert not done(second)
+    first_done = done(first)[0]
+    stamp = first_done.stat().st_mtime_ns
 
     rerun = run_cli(args, cwd=ROOT, env=ENV)
     assert rerun.returncode == 0, _tail(rerun)
     log = rerun.stdout + rerun.stderr
-    assert f"reusing finished result {first}" in log  # the finished job only read its result
-    assert f"reusing finished result {second}" not in log
-    assert first.stat().st_mtime_ns == stamp
-    assert second.is_file()  # the unfinished one did its work
+    assert f"reusing finished result {first_done}" in log  # the finished job only read its result
+    assert "reusing finished result " + str(second) not in log
+    assert first_done.stat().st_mtime_ns == stamp
+    assert done(second)  # the unfinished one did its work
 
 
 def test_a_failing_job_fails_the_sweep_and_the_others_finish(tmp_path, tiny_glue):
@@ -90,8 +95,8 @@ def test_a_failing_job_fails_the_sweep_and_the_others_finish(tmp_path, tiny_glue
     assert proc.returncode != 0, _tail(proc)
     assert re.search(r"Error executing job with overrides: \[[^]]*'task=cola'", proc.stderr), _tail(proc)
     assert "GlueDataError" in proc.stderr and "CoLA/train.tsv:1: malformed row" in proc.stderr
-    assert (root / "tiny" / "rte" / "seed1" / "finetune" / "metrics.json").is_file()  # ran after the failure
-    assert not (root / "tiny" / "cola" / "seed1" / "finetune" / "metrics.json").exists()
+    assert list((root / "tiny" / "rte" / "seed1").glob("finetune-*/metrics.json"))  # ran after the failure
+    assert not list((root / "tiny" / "cola" / "seed1").glob("finetune-*/metrics.json"))
 
 
 @pytest.mark.parametrize("sweep", ["smoke", "paper"])

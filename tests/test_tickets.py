@@ -38,6 +38,13 @@ def test_random_bernoulli_matches_in_expectation():
     assert abs(torch.tensor([float(h.sum()) for h, _ in sparse]).mean().item() - 20) < 2.0
 
 
+def test_bernoulli_draws_are_not_redrawn_even_when_they_keep_no_head():
+    # create_random_masks.ipynb: uniform_random < p_unpruned, once per element, no conditioning
+    good_head, good_mlp = _good(1, 1)
+    sizes = [int(random_ticket(good_head, good_mlp, seed=s, sampling="bernoulli")[0].sum()) for s in range(200)]
+    assert 0 in sizes and max(sizes) >= 2
+
+
 def test_random_leaves_unpruned_kind_whole():
     good_head, good_mlp = _good(80, 9)
     for sampling in ("exact", "bernoulli"):
@@ -114,6 +121,43 @@ def test_super_tickets_hand_example():
     assert len(draws) > 1
 
 
+def _seeds_of(kept_in: list[int], seeds: int = 5) -> list[torch.Tensor]:
+    """Masks of `seeds` seeds over len(kept_in) elements; element i kept in the first kept_in[i] seeds."""
+    return [torch.tensor([float(k > s) for k in kept_in]) for s in range(seeds)]
+
+
+def test_super_tickets_have_good_size_drawn_as_the_authors_do():
+    # compute_super_masks.py: bad = pruned in every seed, topped up from elements in neither set
+    # (then from anything not yet bad); random = in neither good nor the resized bad, topped up
+    # from good or bad; too many: random ones dropped. All three have good's size.
+    kept_in = [5, 5, 5, 5, 0, 0, 3, 2, 1, 4]  # 4 always, 2 never, 4 in between
+    result = super_tickets(_seeds_of(kept_in), seed=3)
+    always, never = {0, 1, 2, 3}, {4, 5}
+    good = set(torch.nonzero(result.good).flatten().tolist())
+    bad = set(torch.nonzero(result.bad).flatten().tolist())
+    random = set(torch.nonzero(result.random).flatten().tolist())
+    assert good == always and len(bad) == len(random) == 4 == result.counts["bad"] == result.counts["random"]
+    assert never <= bad and not bad & always  # topped up from the 4 in-between elements
+    assert len(random - always - bad) == 2  # the 2 in-between elements left, topped up from good or bad
+    assert result.candidates == {"bad": 2, "random": 4} and len(result.notes) == 2
+
+    kept_in = [5, 5, 0, 0, 0, 0, 0, 3, 2, 1]  # 2 always, 5 never, 3 in between: pools too large
+    result = super_tickets(_seeds_of(kept_in), seed=3)
+    bad = set(torch.nonzero(result.bad).flatten().tolist())
+    random = set(torch.nonzero(result.random).flatten().tolist())
+    assert len(bad) == len(random) == 2 and bad <= {2, 3, 4, 5, 6}
+    assert not random & ({0, 1} | bad)  # middling: never-pruned ones dropped from bad may be drawn too
+    assert result.notes == ()
+
+
+def test_super_bad_takes_super_good_elements_when_nothing_else_is_left():
+    kept_in = [5, 5, 5, 5, 0, 2]  # 4 always, 1 never, 1 in between: 2 must come from super-good
+    result = super_tickets(_seeds_of(kept_in), seed=0)
+    assert int(result.bad.sum()) == 4 and result.bad[4] == 1 and result.bad[5] == 1
+    assert int((result.bad * result.good).sum()) == 2
+    assert "any element" in result.notes[0]
+
+
 def test_super_tickets_small_pool_and_2d_shape():
     masks = [
         torch.tensor([[1, 1, 1], [1, 0, 1.0]]),
@@ -121,10 +165,8 @@ def test_super_tickets_small_pool_and_2d_shape():
     ]
     result = super_tickets(masks, seed=0)
     assert result.good.tolist() == [[1, 1, 1], [0, 0, 1]]
-    assert result.bad.tolist() == [[0, 0, 0], [0, 1, 0]]  # only one element pruned in all seeds
-    assert result.random.tolist() == [[0, 0, 0], [1, 0, 0]]
-    assert result.counts == {"good": 4, "bad": 1, "random": 1}
-    assert len(result.notes) == 2 and "super-bad" in result.notes[0]
+    assert result.counts == {"good": 4, "bad": 4, "random": 4}
+    assert result.bad.shape == result.random.shape == (2, 3)
     with pytest.raises(ValueError):
         super_tickets([], seed=0)
     with pytest.raises(ValueError):

@@ -1,0 +1,143 @@
+"""Weight-norm importance (a data-free baseline): each head's and each MLP block's L2 norm of the
+weights it owns. Also the one definition of which weights a unit owns, shared with `taylor`.
+
+A unit owns exactly what removing it removes (`lottery.pruning`, `lottery.accounting._unit_sizes`):
+
+- head h of a layer (head size d): rows h*d:(h+1)*d of `attention.self.{query,key,value}.weight`,
+  entries h*d:(h+1)*d of their biases, and columns h*d:(h+1)*d of `attention.output.dense.weight`.
+  `attention.output.dense.bias` is shared by all heads and never gated: no head owns it;
+- the MLP block: `intermediate.dense.{weight,bias}` and `output.dense.{weight,bias}`. The output
+  bias belongs to the block here (unlike in magnitude pruning, which leaves it unpruned as the
+  paper does): the MLP gate multiplies the block's output AFTER that bias is added (the hook on
+  `output.dropout`), so gating the block removes the bias with it, and physical pruning drops it.
+
+Masks: a masked unit (gate 0) scores 0, as under the data-driven criteria, whose gradients cannot
+reach it. So the same masks give the same scores on a masked model and on one physically pruned
+by them (a removed unit scores 0 too), and masked units do not weigh in the per-layer L2
+normalisation of head scores. Masked units are never chosen again, so their score only matters
+through that normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+from torch import Tensor, nn
+
+from lottery.importance.base import (
+    BatchScores,
+    Criterion,
+    eval_mode,
+    model_inputs,
+    register_criterion,
+    token_count,
+)
+from lottery.masks import (
+    KEPT_HEADS_BUFFER,
+    StructuredMasks,
+    attach_masks,
+    attached_masks,
+    check_shape,
+)
+from lottery.models import encoder_layers, model_shape
+
+# (parameter, dimension along which it is grouped by head): q/k/v rows, attention-output columns.
+HeadTensors = list[tuple[Tensor, int]]
+
+
+def unit_parameters(layer: nn.Module) -> tuple[HeadTensors, list[Tensor]]:
+    """One layer's (head-grouped tensors with their head dimension, MLP tensors); see module doc."""
+    attention = layer.attention.self
+    heads: HeadTensors = []
+    for name in ("query", "key", "value"):
+        linear = getattr(attention, name)
+        heads.append((linear.weight, 0))
+        if linear.bias is not None:
+            heads.append((linear.bias, 0))
+    heads.append((layer.attention.output.dense.weight, 1))
+    mlp = [
+        parameter
+        for linear in (layer.intermediate.dense, layer.output.dense)
+        for parameter in (linear.weight, linear.bias)
+        if parameter is not None  # a physically pruned block's output.dense has no bias
+    ]
+    return heads, mlp
+
+
+def present_heads(layer: nn.Module, num_heads: int) -> Tensor:
+    """Original indices of the heads the layer still holds (all of them unless physically pruned)."""
+    kept = getattr(layer.attention.self, KEPT_HEADS_BUFFER, None)
+    return torch.arange(num_heads) if kept is None else kept.detach().cpu().long()
+
+
+def per_head_sum(values: Tensor, dim: int, head_dim: int) -> Tensor:
+    """Sum of `values` (shaped like a head-grouped parameter) over each present head's slice."""
+    moved = values.movedim(dim, 0)  # [heads * head_dim, ...]
+    heads = moved.shape[0] // head_dim
+    if heads == 0:  # a layer whose heads were all removed
+        return moved.new_zeros(0)
+    return moved.reshape(heads, -1).sum(dim=1)
+
+
+def unit_sums(model: nn.Module, values: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """(head [L, H], mlp [L]): per-unit sums of `values(parameter)`, float32 on the CPU.
+
+    `values` maps each tensor of `unit_parameters(layer)` to elementwise values of the same shape
+    (e.g. w**2 or w * dL/dw); it is called one tensor at a time, so at most one such tensor is
+    alive at once. Heads a layer no longer holds get 0.
+    """
+    num_layers, num_heads = model_shape(model)
+    head = torch.zeros(num_layers, num_heads)
+    mlp = torch.zeros(num_layers)
+    with torch.no_grad():
+        for index, layer in enumerate(encoder_layers(model)):
+            head_tensors, mlp_tensors = unit_parameters(layer)
+            head_dim = layer.attention.self.attention_head_size
+            present = present_heads(layer, num_heads)
+            layer_head = torch.zeros(len(present))
+            for tensor, dim in head_tensors:
+                layer_head += per_head_sum(values(tensor).float(), dim, head_dim).cpu()
+            head[index, present] = layer_head
+            mlp[index] = sum(float(values(tensor).float().sum()) for tensor in mlp_tensors)
+    return head, mlp
+
+
+def masks_for_call(model: nn.Module, masks: StructuredMasks) -> AbstractContextManager:
+    """`attach_masks(model, masks)` for one call, or nothing if these masks are already attached."""
+    attached = attached_masks(model)
+    if attached is not None and attached is not masks:
+        raise ValueError("the model has other StructuredMasks attached; pass those or remove them first")
+    return nullcontext() if attached is not None else attach_masks(model, masks)
+
+
+def score_batch(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor]) -> BatchScores:
+    """Logits and loss of one batch with `masks` applied, in eval mode, no gradients (no scores)."""
+    device = next(model.parameters()).device
+    with eval_mode(model), torch.no_grad(), masks_for_call(model, masks):
+        output = model(**model_inputs(batch, device))
+    if output.loss is None:
+        raise ValueError("the model returned no loss; does the batch carry `labels`?")
+    return BatchScores(None, None, output.logits.detach(), output.loss.detach(), token_count(batch))
+
+
+def weight_norms(model: nn.Module, masks: StructuredMasks) -> tuple[Tensor, Tensor]:
+    """(head [L, H], mlp [L]) L2 norms of the units' weights, times their gates (see module doc)."""
+    check_shape(masks.shape, model_shape(model), f"StructuredMasks scored on {type(model).__name__}")
+    head, mlp = unit_sums(model, lambda tensor: tensor.detach().square())
+    return head.sqrt() * masks.head.detach().cpu(), mlp.sqrt() * masks.mlp.detach().cpu()
+
+
+@register_criterion
+class WeightNorm(Criterion):
+    """L2 norm of each unit's weights; needs no data (`batch` only scores the model)."""
+
+    name = "weight_norm"
+    uses_data = False
+
+    def static(self, model: nn.Module, masks: StructuredMasks) -> tuple[Tensor, Tensor]:
+        return weight_norms(model, masks)
+
+    def batch(self, model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor]) -> BatchScores:
+        return score_batch(model, masks, batch)

@@ -1,0 +1,43 @@
+"""The command line: `python -m lottery [overrides]` (see lottery/__main__.py for examples).
+
+A user's mistake (`lottery.errors.LotteryError`: an unknown task, a missing file, a bad value)
+ends the run with one line naming what is wrong and exit code 2; anything else is a bug and
+keeps its traceback. In a multirun a failing job is logged in its own log and reported by Hydra
+after the other jobs finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import pipeline.config  # noqa: F401  (registers the resolvers conf/ uses)
+from lottery.errors import LotteryError
+
+log = logging.getLogger("lottery")
+
+
+@hydra.main(version_base="1.3", config_path=str(pipeline.config.PROJECT_ROOT / "conf"), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from pipeline import train
+    from pipeline.training import finish_wandb
+
+    try:
+        train(cfg)
+    except Exception as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.exception("this sweep job failed")  # into the job's own log (SLURM: its .err file)
+            raise  # Hydra reports the failed job after the others finish
+        if not isinstance(error, LotteryError):
+            raise  # a bug: the full traceback
+        log.error("%s: %s", type(error).__name__, error)
+        log.debug("traceback", exc_info=True)
+        sys.exit(2)
+    finally:
+        finish_wandb()

@@ -1,0 +1,81 @@
+"""Building, writing and printing an experiment's `results.json` (schema: `lottery.schema`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from lottery.baselines import majority_baseline
+from lottery.io import read_json_or_none, to_jsonable
+from lottery.pass_rule import degenerate_warning
+from lottery.schema import RESULTS_FILENAME, Results, Ticket, row_label, write_results
+from pipeline.run import Run
+from pipeline.training import datamodule
+
+log = logging.getLogger("lottery")
+
+
+def majority_of(run: Run) -> dict[str, float]:
+    """The constant predictor's dev metrics (majority label of train; of dev without train)."""
+    data = datamodule(run)
+    data.setup()
+    dev = {split: data.labels_of(split) for split in run.task.eval_splits}
+    train = data.labels_of("train") if "train" in data.splits else dev[run.task.eval_splits[0]]
+    return majority_baseline(run.task, train, dev)
+
+
+def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, search: dict) -> Results:
+    """The header of a mode's results: who, which settings, the full model and the majority baseline."""
+    majority = majority_of(run)
+    warning = degenerate_warning(search["full_score"], majority.get(run.task.pruning_metric, 0.0),
+                                 float(run.cfg.search.threshold))
+    if warning:
+        log.warning(warning)
+    mode = run.mode
+    return Results(
+        model=str(run.cfg.model.id), task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
+        group=run.group, settings=run.settings, protocol=run.protocol, unit=mode.unit, label_prefix=mode.label_prefix,
+        figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
+        metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
+        majority_baseline=majority, search=search, warning=warning,
+    )
+
+
+def table_lines(results: Results) -> list[str]:
+    """The paper's rows for one run: full, majority, and each ticket pruned / retrained."""
+    metric, headline = results.metric, results.table_metric
+
+    def cell(metrics: dict | None, key: str) -> str:
+        return "-" if not metrics or metrics.get(key) is None else f"{metrics[key]:.4f}"
+
+    columns = [headline] if headline == metric else [headline, metric]
+    lines = [f"{results.model} / {results.task} / seed {results.seed} / {results.variant} "
+             f"(protocol {results.protocol['name']}; pruning drives on {metric})", "",
+             "| row | " + " | ".join(columns) + " | size % (encoder) | size % (paper) |",
+             "|---|" + "---|" * (len(columns) + 2),
+             "| full | " + " | ".join(cell(results.full, c) for c in columns) + " | 100.0 | - |",
+             "| majority baseline | " + " | ".join(cell(results.majority_baseline, c) for c in columns) + " | - | - |"]
+    for kind, ticket in results.tickets.items():
+        for evaluation in ("pruned", "retrained"):
+            scores = getattr(ticket, evaluation)
+            lines.append(f"| {row_label(results.label_prefix, kind, evaluation)} | "
+                         + " | ".join(cell(scores, c) for c in columns)
+                         + f" | {ticket.size_pct:.1f} | {ticket.size_pct_all:.1f} |")
+    return lines
+
+
+def finish(run: Run, results: Results) -> dict:
+    """Write `results.json` (unless it already holds exactly this), print the table, log it to W&B."""
+    path = run.experiment_dir / RESULTS_FILENAME
+    data = _as_json(results.to_dict())
+    if read_json_or_none(path) != data:
+        write_results(path, results)
+        from pipeline.wandb_results import log_results
+
+        log_results(run, results, run.experiment_dir)
+    print("\n".join(["", *table_lines(results), ""]), flush=True)
+    return data
+
+
+def _as_json(data: dict) -> dict:
+    return json.loads(json.dumps(to_jsonable(data)))

@@ -1,0 +1,147 @@
+"""Trainers, data and models built from the config, and the stages every experiment shares:
+fine-tuning (resumable, exactly) and evaluation.
+
+Trainer, loggers, callbacks and the data module come from their `_target_` configs
+(conf/trainer, conf/logger, conf/callbacks, conf/data); a stage adds only what is its own
+(checkpointing, pruning callbacks, a log folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from pytorch_lightning.callbacks import ModelCheckpoint
+from transformers import AutoTokenizer
+
+from callbacks.exact_resume import ExactResume
+from lightning_modules.glue_datamodule import GlueDataModule
+from lightning_modules.glue_module import GlueModule
+from lottery.io import atomic_directory
+from lottery.models import load_classifier, minilm_path, tiny_bert
+from pipeline.identity import record_settings
+from pipeline.run import Run, tokenizer_source
+from pipeline.stages import is_launching_process, run_stage
+
+log = logging.getLogger("lottery")
+
+
+# ----- models -----
+def pretrained_model(run: Run) -> torch.nn.Module:
+    """The pre-trained encoder with a fresh task head; the head's init follows the run's seed."""
+    pl.seed_everything(run.seed, workers=True, verbose=False)
+    if run.cfg.model.random_init:
+        return tiny_bert(num_labels=run.task.num_labels, seed=0)
+    return load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels)
+
+
+def load_finetuned(run: Run) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    folder = run.finetune_dir / "model"
+    return AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+
+# ----- data, trainers, logging -----
+def datamodule(run: Run, **overrides) -> GlueDataModule:
+    """The run's data module (conf/data); `overrides` e.g. train_on="selection" for a search."""
+    make = instantiate(run.cfg.data, _partial_=True)
+    return make(task=run.task.name, tokenizer=run.tokenizer, seed=run.seed, selection=run.split, **overrides)
+
+
+def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None = None, **overrides) -> pl.Trainer:
+    cfg = run.cfg
+    loggers = [instantiate(settings, _partial_=True)(run_dir=run_dir, job_type=job_type, run=run)
+               for settings in (cfg.logger or {}).values() if settings]
+    shared = [instantiate(settings) for settings in (cfg.callbacks or {}).values() if settings]
+    if not cfg.trainer.get("enable_progress_bar", True) or overrides.get("enable_progress_bar") is False:
+        shared = [callback for callback in shared if not isinstance(callback, pl.callbacks.ProgressBar)]
+    trainer = instantiate(cfg.trainer, _partial_=True)
+    return trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=[*shared, *(callbacks or [])], **overrides)
+
+
+def finish_wandb() -> None:
+    """Close the active W&B run so the next stage or multirun job starts its own."""
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def stage(run_dir: Path, work: Callable[[Path], dict], *, force: bool = False, inputs: dict | None = None) -> dict:
+    """`pipeline.stages.run_stage` with the W&B run of the stage closed afterwards."""
+    return run_stage(run_dir, work, force=force, inputs=inputs, on_finish=finish_wandb)
+
+
+# ----- fitting and scoring -----
+def evaluate(run: Run, module: pl.LightningModule, run_dir: Path, job_type: str, split: str = "dev") -> dict:
+    """Metrics of `module` over a whole split: every dev split, or the searches' `selection` split."""
+    trainer = make_trainer(run, run_dir, job_type)
+    data = datamodule(run, evaluate_on="selection" if split == "selection" else "dev")
+    outputs = trainer.validate(module, datamodule=data, verbose=False)
+    metrics: dict[str, float] = {}
+    for output in outputs:
+        metrics.update({key.removeprefix("val/").split("/dataloader_idx")[0]: float(v) for key, v in output.items()})
+    return metrics
+
+
+def recipe_module(run: Run, model: torch.nn.Module, **kwargs) -> GlueModule:
+    recipe = run.cfg.recipe
+    return GlueModule(model, run.task, lr=recipe.lr, adam_eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
+                      warmup_ratio=recipe.warmup_ratio, **kwargs)
+
+
+def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, callbacks: list | None = None,
+                  data: GlueDataModule | None = None, **trainer_overrides) -> pl.Trainer:
+    """`trainer.fit` that checkpoints every few steps and resumes from `run_dir/checkpoints/last.ckpt`
+    exactly where it stopped (batch order, dropout RNG, optimizer, schedule: `ExactResume`)."""
+    checkpoints = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0,
+                                 every_n_train_steps=int(run.cfg.recipe.checkpoint_every_n_steps))
+    trainer_overrides.setdefault("limit_val_batches", 0)
+    trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), ExactResume(), checkpoint],
+                           **trainer_overrides)
+    last = checkpoints / "last.ckpt"
+    if last.is_file():
+        log.info("resuming %s from %s", job_type, last)
+    pl.seed_everything(run.seed, workers=True, verbose=False)
+    trainer.fit(module, datamodule=data or datamodule(run), ckpt_path=str(last) if last.is_file() else None)
+    return trainer
+
+
+def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.nn.Module, Path], None],
+        job_type: str, callbacks: list | None = None) -> dict:
+    """Fine-tune `model` with the run's recipe (resumable), score it on dev, save it to `run_dir/model`."""
+    module = recipe_module(run, model)
+    trainer = resumable_fit(run, run_dir, module, job_type, callbacks)
+    metrics = evaluate(run, module, run_dir, f"{job_type}-eval")
+    if is_launching_process() and trainer.is_global_zero:
+        with atomic_directory(run_dir / "model") as folder:
+            save(module.model, folder)
+            # A freshly loaded tokenizer: the run's one carries the truncation state of its last
+            # call into tokenizer.json, which would depend on whether the data came from the cache.
+            AutoTokenizer.from_pretrained(str(tokenizer_source(run.cfg))).save_pretrained(str(folder))
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return metrics
+
+
+def save_plain(model: torch.nn.Module, folder: Path) -> None:
+    model.save_pretrained(str(folder))
+
+
+def finetune(run: Run, force: bool = False) -> dict:
+    """The fine-tuned model of (model, task, seed) and its dev metrics, shared by every experiment."""
+
+    def work(run_dir: Path) -> dict:
+        record_settings(run_dir, run.finetune_settings)
+        return fit(run, run_dir, pretrained_model(run), save_plain, "finetune")
+
+    return stage(run.finetune_dir, work, force=force)

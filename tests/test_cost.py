@@ -1,0 +1,82 @@
+"""What a ticket costs: FLOPs against a hand computation, parameters, latency and ticket_cost."""
+
+import json
+
+import pytest
+import torch
+
+import bench.flops
+from lottery import cost
+from lottery.errors import ConfigError
+from lottery.masks import StructuredMasks
+from lottery.models import tiny_bert
+from lottery.pruning import prune_structure
+
+# The tiny BERT: 2 layers, 4 heads of size 16, hidden d = 64, FFN f = 128. At T = 10 tokens, per layer:
+#   projections (q, k, v, output) 4 * 2 * T * d * (h * 16) = 8 * 10 * 64 * 64 = 327,680 with 4 heads
+#   scores + context              h * 2 * 2 * T * T * 16   = 4 * 4 * 100 * 16  =  25,600 with 4 heads
+#   FFN                           2 * 2 * T * d * f        = 4 * 10 * 64 * 128 = 327,680
+FULL_LAYER = 327_680 + 25_600 + 327_680  # 680,960
+# Pruned below: layer 0 keeps 2 heads and no MLP (163,840 + 12,800); layer 1 no heads, its MLP (327,680).
+PRUNED = (163_840 + 12_800) + 327_680
+# Encoder parameters per layer: q, k, v 3 * (64 * 64 + 64), attention output 64 * 64 + 64, two LayerNorms
+# 2 * 128, intermediate 64 * 128 + 128, output 128 * 64 + 64.
+LAYER_PARAMS = 3 * 4160 + 4160 + 256 + 8320 + 8256  # 33,472
+
+
+def pruned_tiny():
+    return prune_structure(tiny_bert(seed=0), StructuredMasks([[1, 0, 1, 0], [0, 0, 0, 0]], [0, 1]))
+
+
+def test_flops_of_the_full_and_a_pruned_tiny_model_match_a_hand_computation():
+    assert cost.flops_per_example(tiny_bert(seed=0), seq_len=10) == 2 * FULL_LAYER
+    assert cost.flops_per_example(pruned_tiny(), seq_len=10) == PRUNED
+
+
+def test_bench_keeps_its_flops_names_and_formula_text():
+    model = tiny_bert(seed=0)
+    assert bench.flops.masks_flops is cost.masks_flops and bench.flops.encoder_flops is cost.encoder_flops
+    assert bench.flops.masks_flops(model.config, [[1, 0, 1, 0], [0] * 4], [0, 1], 10) == PRUNED
+    assert "q, k, v projections" in bench.flops.__doc__ and "FlopCounterMode" in bench.flops.__doc__
+
+
+def test_parameter_counts():
+    model, pruned = tiny_bert(seed=0), pruned_tiny()
+    assert cost.parameter_count(model) == sum(p.numel() for p in model.parameters())
+    assert cost.encoder_parameter_count(model) == 2 * LAYER_PARAMS
+    # Pruned: layer 0 loses 2 heads (2 * 16 rows of q, k, v and columns of the output: 4 * 32 * 64 weights
+    # + 3 * 32 biases) and its MLP (64 * 128 + 128 + 128 * 64 + 64); layer 1 loses its 4 heads (4 * 64 * 64
+    # + 3 * 64). The output projection's bias stays.
+    removed = (4 * 32 * 64 + 3 * 32) + (8320 + 8256) + (4 * 64 * 64 + 3 * 64)
+    assert cost.encoder_parameter_count(pruned) == 2 * LAYER_PARAMS - removed
+    assert cost.parameter_count(model) - cost.parameter_count(pruned) == removed
+
+
+def test_measure_latency_is_positive_and_restores_the_mode():
+    model = tiny_bert(seed=0).train()
+    seconds = cost.measure_latency(model, batch_size=2, seq_len=16, repeats=2, warmup=1)
+    assert seconds > 0 and model.training
+    with pytest.raises(ConfigError, match="repeats"):
+        cost.measure_latency(model, batch_size=2, seq_len=16, repeats=0)
+
+
+def test_ticket_cost_of_a_heavily_pruned_ticket():
+    result = cost.ticket_cost(tiny_bert(seed=0), pruned_tiny(), batch_sizes=(1, 4), seq_len=16, repeats=2, warmup=1)
+    assert {"seq_len", "threads", "repeats", "warmup", "device", "full", "pruned", "speedup"} <= set(result)
+    assert result["threads"] == torch.get_num_threads() and result["device"] == "cpu"
+    for name in ("full", "pruned"):
+        assert set(result[name]) == {"params", "encoder_params", "flops_per_example", "latency_s"}
+        assert set(result[name]["latency_s"]) == {"1", "4"} and all(v > 0 for v in result[name]["latency_s"].values())
+    assert result["pruned"]["flops_per_example"] < result["full"]["flops_per_example"]
+    assert result["pruned"]["params"] < result["full"]["params"]
+    assert result["speedup"]["flops"] == pytest.approx(result["full"]["flops_per_example"] / result["pruned"]["flops_per_example"])
+    assert result["speedup"]["flops"] > 1 and result["speedup"]["encoder_params"] > 1
+    assert set(result["speedup"]["latency"]) == {"1", "4"}
+    json.dumps(result)
+
+
+def test_a_ticket_with_nothing_left_has_no_flops_speedup():
+    empty = prune_structure(tiny_bert(seed=0), StructuredMasks([[0] * 4] * 2, [0, 0]))
+    assert cost.flops_per_example(empty) == 0
+    result = cost.ticket_cost(tiny_bert(seed=0), empty, batch_sizes=(1,), seq_len=8, repeats=1, warmup=0)
+    assert result["speedup"]["flops"] is None and result["speedup"]["encoder_params"] > 1

@@ -1,0 +1,128 @@
+"""Fault injection: `kill -9` at several points of every stage, then the same command again, gives
+byte-identical metrics, masks, weights and results to a run that was never interrupted.
+
+Each experiment runs as a real `python -m lottery` process on the tiny model with a slice of the
+real SST-2 (long enough that a kill lands inside a stage). A watcher waits for a file that
+proves the run is inside the stage (a mid-epoch checkpoint, a search iteration, a magnitude step,
+an IMP checkpoint), then SIGKILLs the whole process group, and the command is started again.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import SHARED_GLUE
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.skipif(not (SHARED_GLUE / "SST-2").is_dir(), reason=f"real GLUE not found at {SHARED_GLUE}")
+
+BASE = ["model=tiny", "task=sst2", "seed=7", f"data.glue_dir={SHARED_GLUE}", "data.train_limit=1500",
+        "data.eval_limit=200", "recipe.max_epochs=2", "recipe.max_length=48", "recipe.checkpoint_every_n_steps=10",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5"]
+EXPERIMENTS = {
+    "structured": ["experiment=structured", "structured.head_fraction=0.25", "tickets.kinds=[good,random]"],
+    "magnitude": ["experiment=magnitude", "magnitude.fraction=0.3", "tickets.kinds=[good,bad]"],
+    "imp": ["experiment=imp", "imp.fraction=0.3", "imp.rounds=3", "imp.epochs_per_round=1",
+            "search.threshold=0.5", "tickets.kinds=[good]", "tickets.retrain=false"],
+}
+# Where to kill each experiment: (what the file proves, glob under the seed folder). The fine-tune
+# is shared, so only the structured chain kills it.
+KILL_POINTS = {
+    "structured": [("fine-tune mid-epoch", "finetune-*/checkpoints/last.ckpt"),
+                   ("search after its first iterations", "structured-*/search/iter_001.json"),
+                   ("retraining mid-epoch", "structured-*/retrained/good/checkpoints/last.ckpt")],
+    "magnitude": [("magnitude search mid-way", "magnitude-*/search/step_02.json")],
+    "imp": [("IMP mid-round", "imp-*/search/checkpoints/last.ckpt")],
+}
+ENV = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+SKIPPED = {"logs", ".hydra", "checkpoints", ".cache"}
+
+
+def command(root: Path, experiment: str) -> list[str]:
+    return [sys.executable, "-m", "lottery", *BASE, *EXPERIMENTS[experiment], f"paths.root={root}"]
+
+
+def run(root: Path, experiment: str) -> None:
+    done = subprocess.run(command(root, experiment), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def run_and_kill(root: Path, experiment: str, trigger: str) -> bool:
+    """Start the experiment, SIGKILL it once `trigger` (a glob) exists; False if it ended first."""
+    seed_dir = root / "tiny" / "sst2" / "seed7"
+    process = subprocess.Popen(command(root, experiment), cwd=ROOT, env=ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if list(seed_dir.glob(trigger)):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return True
+            if process.poll() is not None:
+                return False
+            time.sleep(0.02)
+        raise AssertionError(f"{trigger} did not appear in time")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def result_files(root: Path) -> dict[Path, bytes]:
+    """Every file a finished run keeps, but logs and Hydra's bookkeeping (checked separately)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not SKIPPED & set(relative.parts) and not path.name.startswith((".lock", ".running")):
+            files[relative] = path.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    for experiment in EXPERIMENTS:
+        run(root, experiment)
+    return root
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """The same experiments, each killed at its points and started again until it finished."""
+    root = tmp_path_factory.mktemp("killed")
+    kills = []
+    for experiment, points in KILL_POINTS.items():
+        for what, trigger in points:
+            if run_and_kill(root, experiment, trigger):
+                kills.append(what)
+        run(root, experiment)
+    return root, kills
+
+
+def test_every_kill_point_was_hit(killed):
+    _, kills = killed
+    assert kills == [what for points in KILL_POINTS.values() for what, _ in points]
+
+
+def test_killed_runs_end_byte_identical_to_uninterrupted_ones(reference, killed):
+    root, _ = killed
+    expected, got = result_files(reference), result_files(root)
+    assert sorted(got) == sorted(expected)
+    differing = [str(path) for path in expected if expected[path] != got[path]]
+    assert not differing, differing
+    kinds = {path.suffix for path in expected}
+    assert {".json", ".npz", ".safetensors"} <= kinds  # metrics, masks and weights were compared
+
+
+def test_training_logs_keep_the_rows_from_before_the_kill(reference, killed):
+    root, _ = killed
+    logs = sorted(p.relative_to(reference) for p in reference.rglob("logs/finetune/metrics.csv"))
+    assert logs
+    for relative in logs:
+        assert (root / relative).read_text() == (reference / relative).read_text(), relative
