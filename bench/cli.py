@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from bench import measurements
+from bench import fits, measurements
 from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
 from bench.workloads import PROJECT_ROOT, RUNTIME, load_model, log, make_batch
@@ -34,7 +35,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("32", "bf16"), default=None,
                         help="32 = float32; bf16 = bfloat16 autocast as trainer.precision=bf16-mixed (default: 32 on cpu, bf16 on cuda)")
     parser.add_argument("--model", default=None, help="folder of a BERT-layout model (default: the packaged MiniLM)")
+    parser.add_argument("--skip-fits", action="store_true",
+                        help="leave out the measurements that run whole fits and jobs (9, 10): a faster smoke run")
     return parser.parse_args(argv)
+
+
+def _order(name: str) -> tuple[int, str]:
+    """Rows by their number ("2a." before "10a.")."""
+    digits = "".join(itertools.takewhile(str.isdigit, name))
+    return (int(digits) if digits else 999, name)
 
 
 def _load() -> str:
@@ -85,8 +94,13 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     rows += measurements.magnitude_steps(model, args.quick, repeats)
     rows += measurements.eval_forward(model, state, batch, repeats, 1)
     rows += mrpc_padding(model, repeats, args.quick, args.model)
+    if not args.skip_fits:
+        rows += fits.resumable_state(model, args.batch_size, args.seq_len, 4 if args.quick else 8, repeats)
+        if not args.device.startswith("cuda"):  # CPU threads only mean something on the CPU
+            rows += fits.parallel_jobs(args.threads, args.quick, 10 if args.quick else 4, args.batch_size, args.seq_len,
+                                       1 if args.quick else 3)
     rows += measurements.make_run_wall_time(args.out)
-    rows.sort(key=lambda r: r["measurement"])
+    rows.sort(key=lambda r: _order(r["measurement"]))
 
     result = {
         "meta": {

@@ -11,6 +11,7 @@
 6. eval forward of the pruned good-size ticket vs the full model           information
 7. `make run` wall time, recorded by hand in make_run_wall_time.json       information
 8. an MRPC epoch with length-grouped dynamic padding vs fixed 128 (bench.padding)  information
+9, 10. the exact-resume state's cost, and parallel jobs sharing the cores (bench.fits)
 """
 
 from __future__ import annotations

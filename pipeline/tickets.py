@@ -1,6 +1,7 @@
 """Tickets, drawn and scored the same way for every mode: good / random / bad masks saved next to
 the experiment, each scored pruned (the mask on the fine-tuned model) and retrained (the mask on
-the pre-trained model, fine-tuned with the same recipe and seed).
+the pre-trained model, fine-tuned with the same recipe and seed), and what it costs to run (the
+ticket as deployed against the full model: parameters, FLOPs, measured latency).
 
 What differs between structured tickets (heads and whole MLPs) and weight tickets (single
 weights, magnitude pruning) is one small class each (`StructuredUnit`, `WeightUnit`): how a mask
@@ -22,6 +23,7 @@ from torch import nn
 from callbacks.weight_masks import WeightMaskEnforcer
 from lightning_modules.glue_module import GlueModule
 from lottery.accounting import embedding_parameter_count, encoder_parameter_count, structured_size
+from lottery.cost import ticket_cost
 from lottery.errors import ConfigError, CorruptFileError
 from lottery.magnitude import WeightMasks, load_weight_masks, sparsity_report
 from lottery.masks import StructuredMasks
@@ -61,6 +63,11 @@ class StructuredUnit:
     def retrain(run: Run, run_dir: Path, masks: StructuredMasks, kind: str) -> dict:
         model = prune_structure(pretrained_model(run), masks)
         return fit(run, run_dir, model, save_pruned, f"retrained-{kind}")
+
+    @staticmethod
+    def runnable(run: Run, masks: StructuredMasks) -> nn.Module:
+        """The ticket as it would be deployed: physically smaller."""
+        return prune_structure(load_finetuned(run), masks)
 
 
 class WeightUnit:
@@ -108,6 +115,13 @@ class WeightUnit:
             raise RuntimeError(f"{leaked} pruned weights are non-zero after retraining the {kind} ticket")
         return metrics
 
+    @staticmethod
+    def runnable(run: Run, masks: WeightMasks) -> nn.Module:
+        """The ticket as it would be deployed: the same dense shapes, zeros where pruned (no faster)."""
+        model = load_finetuned(run)
+        masks.apply_(model)
+        return model
+
 
 Unit = type[StructuredUnit] | type[WeightUnit]
 
@@ -149,9 +163,35 @@ def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], 
         def retrained_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
             return unit.retrain(run, run_dir, masks, kind)
 
+        def cost_work(run_dir: Path, masks: Any = masks) -> dict:
+            return measure_cost(run, reference, unit.runnable(run, masks))
+
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
         retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
                      if run.cfg.tickets.retrain else None)
+        cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if run.cfg.tickets.cost else None
         scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{unit.suffix}", mask_sha256=sha, pruned=pruned,
-                              retrained=retrained, **unit.describe(masks, reference))
+                              retrained=retrained, cost=cost, **unit.describe(masks, reference))
     return scored
+
+
+def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, float]:
+    """Parameters, FLOPs per example and eval latency of the ticket against the full model, measured
+    in the same process (`lottery.cost.ticket_cost`), flattened to numbers; speed-ups = full / ticket
+    (absent where the ticket keeps nothing to run)."""
+    settings = run.cfg.cost
+    device = next(full.parameters()).device
+    measured = ticket_cost(full.eval(), ticket.to(device).eval(), batch_sizes=tuple(settings.batch_sizes),
+                           seq_len=int(settings.seq_len), repeats=int(settings.repeats), warmup=int(settings.warmup))
+    flat = {"seq_len": float(measured["seq_len"]), "threads": float(measured["threads"])}
+    for name in ("full", "pruned"):
+        part = measured[name]
+        flat[f"params_{name}"] = float(part["params"])
+        flat[f"flops_per_example_{name}"] = float(part["flops_per_example"])
+        for size, seconds in part["latency_s"].items():
+            flat[f"latency_ms_b{size}_{name}"] = 1000.0 * seconds
+    speedup = measured["speedup"]
+    candidates = {"speedup_flops": speedup["flops"], "speedup_params": speedup["params"],
+                  **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()}}
+    flat.update({key: float(value) for key, value in candidates.items() if value is not None})
+    return flat

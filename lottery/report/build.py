@@ -13,6 +13,7 @@ from lottery.io import write_text
 from lottery.report import figures
 from lottery.report.agreement import protocol_comparison
 from lottery.report.discover import NoResultsError, discover, group_runs
+from lottery.report.patterns_section import write_patterns
 from lottery.report.sections import COLLECTIONS, GROUP_FIGURES
 from lottery.report.tables import latex_tables, markdown_tables, summary_table
 
@@ -58,7 +59,11 @@ def write_report(directory: str | Path, *, out: str | Path | None = None, seed: 
                 continue
             stem = out_dir / "figures" / f"{name}_{'_'.join(figures.safe_name(part) for part in key)}"
             try:
-                outcome.written += figures.write_figure(GROUP_FIGURES[name](key, group, summary), stem)
+                drawn = GROUP_FIGURES[name](key, group, summary)
+                parts = drawn if isinstance(drawn, dict) else {"": drawn}
+                for suffix, figure in parts.items():
+                    target = stem.with_name(f"{stem.name}_{suffix}") if suffix else stem
+                    outcome.written += figures.write_figure(figure, target)
             except (CorruptFileError, OSError) as error:
                 outcome.skipped.append((f"figure {stem.name}", str(error)))
     for name, collect in COLLECTIONS.items():
@@ -68,6 +73,9 @@ def write_report(directory: str | Path, *, out: str | Path | None = None, seed: 
                 outcome.written += collect(members, out_dir, seed)
             except (CorruptFileError, OSError) as error:
                 outcome.skipped.append((name, str(error)))
+    written, skipped = write_patterns(directory, out_dir, groups)
+    outcome.written += written
+    outcome.skipped += skipped
     frame, text = protocol_comparison(groups, summary)
     if not frame.empty:
         outcome.written += [write_text(out_dir / "protocol_comparison.csv", frame.to_csv(index=False)),

@@ -165,7 +165,11 @@ def bar_chart(model: str, mode: str, task: str, part: pd.DataFrame) -> Figure:
     low, high = min([0.0, *values]), max([0.0, *values])
     ax.set_ylim(low - 0.05 * (high - low or 1), high + 0.12 * (high - low or 1))
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xticks(range(len(kinds) + 1), labels=["full", *kinds])
+    labels = ["full"]
+    for kind in kinds:
+        speedup, _, n_speed = stat(kind, "speedup_b64")
+        labels.append(f"{kind}\n{speedup:.2f}x faster (b64)" if n_speed else kind)
+    ax.set_xticks(range(len(kinds) + 1), labels=labels)
     ax.set_ylabel(f"dev {metric}")
     figure.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     size, size_std, n_size = stat("good", "size")

@@ -22,11 +22,13 @@ from lottery.io import write_json, write_text
 from lottery.report import figures
 from lottery.report.agreement import STABILITY_COLUMNS, stability_rows
 from lottery.report.discover import GroupKey, Loaded
+from lottery.report.evolution import evolution_figure
 from lottery.report.masks import structured_masks
 from lottery.report.super_tickets import super_masks
 from lottery.report.tables import markdown_table
 
-GroupFigure = Callable[[GroupKey, list[Loaded], pd.DataFrame], Figure]
+# A group figure returns one Figure, or several keyed by a name suffix (e.g. one per seed).
+GroupFigure = Callable[[GroupKey, list[Loaded], pd.DataFrame], Figure | dict[str, Figure]]
 Collection = Callable[[dict[GroupKey, list[Loaded]], Path, int], list[Path]]
 
 
@@ -35,10 +37,15 @@ def _part(summary: pd.DataFrame, key: GroupKey) -> pd.DataFrame:
     return summary[(summary["model"] == model) & (summary["variant"] == variant) & (summary["task"] == task)]
 
 
+def _importance_evolution(key: GroupKey, group: list[Loaded], summary: pd.DataFrame) -> dict[str, Figure]:
+    return {f"seed{run.results.seed}": evolution_figure(run, structured_masks(run)[0]) for run in group}
+
+
 GROUP_FIGURES: dict[str, GroupFigure] = {
     "bars": lambda key, group, summary: figures.bar_chart(key[0], key[1], key[2], _part(summary, key)),
     "structured_heatmap": lambda key, group, summary: figures.structured_heatmap(key[0], key[1], key[2], group),
     "magnitude_heatmap": lambda key, group, summary: figures.magnitude_heatmap(key[0], key[1], key[2], group),
+    "importance_evolution": _importance_evolution,
 }
 
 

@@ -19,6 +19,12 @@ from lottery.schema import EVALUATIONS, row_label
 
 TABLE_COLUMNS = ["model", "variant", "task", "ticket", "eval", "metric", "mean", "std", "n"]
 SIZE_ROWS = (("size", "size_pct_all", "size % (paper)"), ("size_encoder", "size_pct", "size % (encoder)"))
+# What a ticket costs to run against the full model (Ticket.cost): full / ticket, measured.
+COST_ROWS = (("speedup_b1", "speedup_latency_b1", "speed-up, batch 1"),
+             ("speedup_b64", "speedup_latency_b64", "speed-up, batch 64"),
+             ("flops_ratio", "speedup_flops", "FLOPs full / ticket"))
+COST_NOTE = ("speed-up = eval latency of the full model / of the ticket as deployed (structured tickets physically "
+             "pruned; magnitude tickets keep their dense shapes), measured in one process on the machine that ran it.")
 SIZE_NOTE = ("size % (paper) = kept non-embedding parameters / all parameters of the full model (the paper's size "
              "column, with the model's own embedding count in place of its 0.21); size % (encoder) = kept encoder "
              "parameters / the full encoder's.")
@@ -55,6 +61,8 @@ def summary_table(groups: dict[GroupKey, list[Loaded]]) -> pd.DataFrame:
                     (getattr(t, evaluation) or {}).get(metric) if t is not None else None for t in tickets]
             for name, field, _ in SIZE_ROWS:
                 samples[(kind, name, field)] = [getattr(t, field) if t is not None else None for t in tickets]
+            for name, field, _ in COST_ROWS:
+                samples[(kind, name, field)] = [(t.cost or {}).get(field) if t is not None else None for t in tickets]
         for cell, values in samples.items():
             present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
             if present:
@@ -71,12 +79,12 @@ def _prefixes(groups: dict[GroupKey, list[Loaded]]) -> dict[tuple[str, str], str
 def _row_labels(prefix: str, kinds: list[str]) -> dict[tuple[str, str], str]:
     labels = {("full", "dev"): "full", ("majority", "dev"): "majority"}
     labels |= {(kind, e): row_label(prefix, kind, e) for kind in kinds for e in EVALUATIONS}
-    labels |= {(kind, name): f"{prefix}-{kind} {label}" for kind in kinds for name, _, label in SIZE_ROWS}
+    labels |= {(kind, name): f"{prefix}-{kind} {label}" for kind in kinds for name, _, label in (*SIZE_ROWS, *COST_ROWS)}
     return labels
 
 
 def _cell(row: pd.Series, pm: str) -> str:
-    digits = 1 if row["eval"].startswith("size") else 3
+    digits = 1 if row["eval"].startswith("size") else 2 if row["eval"] in {name for name, _, _ in COST_ROWS} else 3
     text = f"{row['mean']:.{digits}f}"
     return text if math.isnan(row["std"]) else f"{text}{pm}{row['std']:.{digits}f}"
 
@@ -116,7 +124,7 @@ def markdown_tables(summary: pd.DataFrame, groups: dict[GroupKey, list[Loaded]])
         "",
         "Mean ± std (Bessel) over seeds of each task's headline metric on dev (the paper's: STS-B Pearson; pruning "
         "drove on the Pearson/Spearman mean); one seed shows the mean only, '-' = not run. pr = mask applied to the "
-        "fine-tuned model, re = mask applied to the pre-trained model, then fine-tuned. " + SIZE_NOTE,
+        "fine-tuned model, re = mask applied to the pre-trained model, then fine-tuned. " + SIZE_NOTE + " " + COST_NOTE,
     ]
     for (model, variant), table in table_sections(summary, groups).items():
         lines += ["", f"## {model} — {variant}", "", markdown_table(table), "",
