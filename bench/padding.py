@@ -21,9 +21,9 @@ from bench.timing import synchronize
 from bench.workloads import RUNTIME, TrainStep, clone_model, log
 from lottery.features import PadCollator, load_tokenized
 from lottery.models import minilm_path
-from pipeline.config import SHARED_GLUE
 from lottery.samplers import LengthGroupedBatchSampler
 from lottery.tasks import get_task
+from pipeline.config import SHARED_GLUE
 
 BATCH = 32
 PROBES = 6  # widths at which step time is measured

@@ -16,6 +16,7 @@ from transformers import get_linear_schedule_with_warmup
 from lightning_modules.metrics import TaskMetrics
 from lottery.errors import NonFiniteError
 from lottery.masks import StructuredMasks
+from lottery.models import forward_inputs
 from lottery.tasks import GlueTask, get_task
 
 
@@ -40,7 +41,7 @@ class GlueModule(pl.LightningModule):
         self._mask_handle = masks.attach(model) if masks is not None else None
 
     def forward(self, batch: dict[str, torch.Tensor]):
-        return self.model(**batch)
+        return self.model(**forward_inputs(self.model, batch))  # e.g. no token_type_ids for a decoder
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         loss = self(batch).loss

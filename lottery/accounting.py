@@ -14,14 +14,14 @@ from __future__ import annotations
 from torch import nn
 
 from lottery.masks import StructuredMasks, check_shape
-from lottery.models import encoder_layers, model_shape
+from lottery.models import encoder_layers, model_family, model_shape
 from lottery.pruning import pruned_structure
 
 
 def encoder_parameter_count(model: nn.Module) -> int:
-    """Parameters of the transformer blocks (`encoder_layers`): q/k/v, attention output dense,
-    both LayerNorms, intermediate and output dense, weights and biases. Embeddings, pooler and
-    classifier are not counted."""
+    """Parameters of the transformer blocks (`encoder_layers`; BERT: q/k/v, attention output dense,
+    both LayerNorms, intermediate and output dense, weights and biases). Embeddings, pooler,
+    final norm and classifier are not counted."""
     return sum(parameter.numel() for parameter in encoder_layers(model).parameters())
 
 
@@ -47,27 +47,24 @@ def size_pct_all(model: nn.Module, encoder_kept: int, encoder_total: int) -> flo
 
 
 def _unit_sizes(model: nn.Module) -> tuple[int, int]:
-    """Parameters owned by one head and by one MLP block in the unpruned architecture.
+    """Parameters owned by one attention unit and by one MLP block in the unpruned architecture,
+    from the family's adapter (`lottery.architectures`).
 
-    A head owns its q/k/v rows and biases and its columns of attention.output.dense; an MLP
-    owns intermediate.dense and output.dense (weights and biases).
+    BERT: a head owns its q/k/v rows and biases and its columns of attention.output.dense; an MLP
+    owns intermediate.dense and output.dense (weights and biases). A decoder's KV group owns its
+    q_proj rows (all its query heads), k_proj and v_proj rows and o_proj columns.
     """
-    config = model.config
-    hidden = int(config.hidden_size)
-    head_dim = int(encoder_layers(model)[0].attention.self.attention_head_size)
-    intermediate = int(config.intermediate_size)
-    per_head = 3 * (hidden * head_dim + head_dim) + hidden * head_dim
-    per_mlp = hidden * intermediate + intermediate + intermediate * hidden + hidden
-    return per_head, per_mlp
+    family = model_family(model)
+    return family.unit_parameter_count(model.config), family.mlp_parameter_count(model.config)
 
 
 def structured_size(model: nn.Module, masks: StructuredMasks) -> dict[str, float | int]:
-    """Heads, MLPs and encoder parameters that `masks` keep, against the full architecture, and the
-    two size percentages (module docstring).
+    """Heads (attention units), MLPs and encoder parameters that `masks` keep, against the full
+    architecture, and the two size percentages (module docstring).
 
-    Works on a full or an already pruned model (masks use original head indices; a unit already
+    Works on a full or an already pruned model (masks use original unit indices; a unit already
     removed counts as not kept). `params_kept` equals the encoder parameter count of the model
-    after `prune_structure(model, masks)`; LayerNorms and the attention-output bias always remain.
+    after `prune_structure(model, masks)`; norms and the attention-output bias always remain.
     """
     check_shape(masks.shape, model_shape(model), "StructuredMasks passed to structured_size")
     num_layers, num_heads = masks.shape

@@ -1,7 +1,7 @@
 """What a ticket costs to run: parameters, analytic encoder FLOPs, and measured latency.
 
-FLOPs are read from the model's actual structure (`lottery.pruning.pruned_structure`), so a
-physically pruned ticket is costed as it runs; the formula is in `layer_flops`. Latency is wall
+FLOPs are read from the model's actual (pruned) shapes, so a physically pruned ticket is costed
+as it runs; the formula is in `layer_flops`, generalised to every family in `family_layer_flops`. Latency is wall
 clock on whatever device the model sits on, with torch's current intra-op thread count
 (`torch.get_num_threads()`, recorded by `ticket_cost`); the full model and the ticket are timed
 interleaved, in the same process, on the same random batch, so that machine load affects both
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lottery.errors import ConfigError
-from lottery.models import encoder_layers
+from lottery.models import encoder_layers, forward_inputs, model_family
 from lottery.pruning import pruned_structure
 
 
@@ -61,26 +61,48 @@ def encoder_flops(
     )
 
 
+def family_layer_flops(seq_len: int, unit_weights: int, query_heads: int, head_dim: int, mlp_weights: int) -> int:
+    """`layer_flops` for any family, from what one layer holds: `unit_weights` weights of the
+    attention projections applied to every token (q, k, v and output; a fused Wqkv; a decoder's
+    q_proj, k_proj, v_proj, o_proj), `query_heads` query heads of size `head_dim` (a KV group
+    holds several), `mlp_weights` weights of the MLP's linears (BERT: 2 * d * f; a SwiGLU MLP:
+    3 * d * f; ModernBERT's gated Wi: 2 * d * f plus Wo's d * f):
+
+        projections   2 * T * unit_weights
+        attention     query_heads * 2 * (2 * T * T * head_dim)
+        MLP           2 * T * mlp_weights
+
+    For BERT it is `layer_flops` exactly. DeBERTa's relative-position terms (its position
+    projections, applied to the 2k relative embeddings, and the c2p / p2c scores) are not counted.
+    """
+    t = seq_len
+    return 2 * t * unit_weights + query_heads * 2 * (2 * t * t * head_dim) + 2 * t * mlp_weights
+
+
 def masks_flops(config, head_mask, mlp_mask, seq_len: int) -> int:
-    """FLOPs of the encoder that keeps the 1-gates of `head_mask` [L, H] and `mlp_mask` [L]."""
-    head_dim = int(config.hidden_size) // int(config.num_attention_heads)
-    heads = [int(sum(int(v) for v in row)) for row in head_mask]
-    mlps = [int(v) for v in mlp_mask]
-    return encoder_flops(seq_len, int(config.hidden_size), head_dim, int(config.intermediate_size), heads, mlps)
+    """FLOPs of the encoder that keeps the 1-gates of `head_mask` [L, units] and `mlp_mask` [L]."""
+    family = model_family(config)
+    units = [int(sum(int(v) for v in row)) for row in head_mask]
+    per_unit, per_mlp = family.unit_weight_count(config), family.mlp_weight_count(config)
+    heads, head_dim = family.heads_per_unit(config), family.head_dim(config)
+    return sum(family_layer_flops(seq_len, u * per_unit, u * heads, head_dim, int(m) * per_mlp)
+               for u, m in zip(units, mlp_mask, strict=True))
 
 
 def flops_per_example(model: nn.Module, seq_len: int = 128) -> int:
-    """Forward matmul FLOPs of the model's encoder, as it is now (pruned or not), for one sequence."""
+    """Forward matmul FLOPs of the model's encoder, as it is now (pruned or not), for one sequence:
+    from the actual shapes of each layer's token-wise attention projections and MLP linears."""
+    family = model_family(model)
     config = model.config
     structure = pruned_structure(model)
-    return encoder_flops(
-        seq_len,
-        int(config.hidden_size),
-        int(config.hidden_size) // int(config.num_attention_heads),
-        int(config.intermediate_size),
-        [len(heads) for heads in structure["heads"]],
-        structure["mlps"],
-    )
+    token_wise = [linear.path for linear in family.unit_linears(config) if linear.token_wise]
+    total = 0
+    for layer, units in zip(encoder_layers(model), structure["heads"], strict=True):
+        unit_weights = sum(layer.get_submodule(path).weight.numel() for path in token_wise)
+        mlp_weights = sum(linear.weight.numel() for linear in family.mlp_modules(layer))
+        total += family_layer_flops(seq_len, unit_weights, len(units) * family.heads_per_unit(config),
+                                    family.head_dim(config), mlp_weights)
+    return total
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -95,15 +117,15 @@ def encoder_parameter_count(model: nn.Module) -> int:
 
 def random_batch(model: nn.Module, batch_size: int, seq_len: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch of random token ids without padding, on the model's device (the content does not
-    change the cost of a dense forward pass)."""
+    change the cost of a dense forward pass); only the inputs the model's forward takes."""
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(0, int(model.config.vocab_size), (batch_size, seq_len), generator=generator)
     device = next(model.parameters()).device
-    return {
+    return forward_inputs(model, {
         "input_ids": input_ids.to(device),
         "attention_mask": torch.ones_like(input_ids, device=device),
         "token_type_ids": torch.zeros_like(input_ids, device=device),
-    }
+    })
 
 
 def _synchronize(device: torch.device) -> None:

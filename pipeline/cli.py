@@ -14,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import pipeline.config  # noqa: F401  (registers the resolvers conf/ uses)
+import pipeline.config
 from lottery.errors import LotteryError
 
 log = logging.getLogger("lottery")

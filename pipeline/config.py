@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from lottery.errors import ConfigError
+from lottery.models import TINY_FAMILIES
 from lottery.pass_rule import check_threshold
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,16 @@ def writable_or_temporary(path: str) -> str:
     return str(Path(tempfile.gettempdir()) / "bert-lottery-hydra" / relative)
 
 
+def tiny_model_id(family: str | None) -> str:
+    """The output folder name of a tiny random model: `tiny` for BERT (as before other families
+    existed), `tiny_<family>` for the others."""
+    return "tiny" if family in (None, "bert") else f"tiny_{family}"
+
+
 def register_resolvers() -> None:
     resolvers = {
         "project_root": lambda: str(PROJECT_ROOT),
+        "tiny_id": tiny_model_id,
         "default_glue_dir": default_glue_dir,
         "hydra_dir": writable_or_temporary,
     }
@@ -76,6 +84,11 @@ def check_model(cfg: DictConfig) -> None:
     except MissingMandatoryValue:
         raise ConfigError("model.name_or_path is missing: give a Hugging Face hub id (e.g. roberta-base) or "
                           "a local model folder") from None
+    if cfg.model.get("random_init", False):
+        family = cfg.model.get("family", None) or "bert"
+        if family not in TINY_FAMILIES:
+            raise ConfigError(f"model.family={family!r} is not a family with a tiny random model; choose one of "
+                              f"{', '.join(TINY_FAMILIES)}")
     if name is None:
         return
     name = str(name)

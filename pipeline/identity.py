@@ -48,11 +48,25 @@ def data_fingerprint(cfg: DictConfig, task: GlueTask) -> dict[str, str]:
     return {split: source_fingerprint(task, split, cfg.data.glue_dir) for split in ("train", *task.eval_splits)}
 
 
+def model_family_name(cfg: DictConfig) -> str:
+    """The family of a random-init model (`model.family`, conf/model/tiny.yaml; default bert)."""
+    return str(cfg.model.get("family", None) or "bert")
+
+
+def model_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies the model. A random-init model's family is part of it, except for BERT, so
+    that the tiny BERT's folders keep the hashes they had before other families existed."""
+    model = {"name_or_path": cfg.model.name_or_path, "random_init": bool(cfg.model.random_init)}
+    if model["random_init"] and model_family_name(cfg) != "bert":
+        model["family"] = model_family_name(cfg)
+    return model
+
+
 def finetune_settings(cfg: DictConfig, task: GlueTask) -> dict[str, Any]:
     """What determines a fine-tuned model and its dev metrics."""
     recipe = {key: value for key, value in plain(cfg.recipe).items() if key not in RECIPE_IGNORED}
     return {
-        "model": {"name_or_path": cfg.model.name_or_path, "random_init": bool(cfg.model.random_init)},
+        "model": model_settings(cfg),
         "task": task.name,
         "seed": int(cfg.seed),
         "recipe": recipe,

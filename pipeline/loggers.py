@@ -53,7 +53,9 @@ class ResumableCSVLogger(CSVLogger):
 
 
 def csv_logger(run_dir: Path, job_type: str, run: Run) -> ResumableCSVLogger:
-    return ResumableCSVLogger(save_dir=str(run_dir), name="logs", version=job_type)
+    # Every row straight to disk (a few bytes every log_every_n_steps steps): a row logged just
+    # after a checkpoint is not re-logged by the resumed run, so it must not wait in a buffer.
+    return ResumableCSVLogger(save_dir=str(run_dir), name="logs", version=job_type, flush_logs_every_n_steps=1)
 
 
 def wandb_logger(run_dir: Path, job_type: str, run: Run, project: str, entity: str | None, mode: str,

@@ -6,9 +6,10 @@ import json
 import logging
 
 from lottery.baselines import majority_baseline
-from lottery.io import read_json_or_none, to_jsonable
+from lottery.io import read_json_or_none, to_jsonable, write_text
+from lottery.model_card import model_card
 from lottery.pass_rule import degenerate_warning
-from lottery.schema import RESULTS_FILENAME, Results, Ticket, row_label, write_results
+from lottery.schema import RESULTS_FILENAME, Results, row_label, write_results
 from pipeline.run import Run
 from pipeline.training import datamodule
 
@@ -49,8 +50,9 @@ def table_lines(results: Results) -> list[str]:
         return "-" if not metrics or metrics.get(key) is None else f"{metrics[key]:.4f}"
 
     columns = [headline] if headline == metric else [headline, metric]
-    lines = [f"{results.model} / {results.task} / seed {results.seed} / {results.variant} "
-             f"(protocol {results.protocol['name']}; pruning drives on {metric})", "",
+    title = (f"{results.model} / {results.task} / seed {results.seed} / {results.variant} "
+             f"(protocol {results.protocol['name']}; pruning drives on {metric})")
+    lines = [title, "",
              "| row | " + " | ".join(columns) + " | size % (encoder) | size % (paper) |",
              "|---|" + "---|" * (len(columns) + 2),
              "| full | " + " | ".join(cell(results.full, c) for c in columns) + " | 100.0 | - |",
@@ -73,8 +75,22 @@ def finish(run: Run, results: Results) -> dict:
         from pipeline.wandb_results import log_results
 
         log_results(run, results, run.experiment_dir)
+    write_model_cards(run, results)
     print("\n".join(["", *table_lines(results), ""]), flush=True)
     return data
+
+
+def write_model_cards(run: Run, results: Results) -> None:
+    """A README.md model card in each retrained ticket's model folder (rewritten only when it changed)."""
+    base_model = run.cfg.model.get("hub_id") or run.cfg.model.name_or_path
+    for kind in results.tickets:
+        folder = run.experiment_dir / "retrained" / kind / "model"
+        if not folder.is_dir():
+            continue
+        card = model_card(results, kind, None if base_model is None else str(base_model))
+        path = folder / "README.md"
+        if not path.is_file() or path.read_text() != card:
+            write_text(path, card)
 
 
 def _as_json(data: dict) -> dict:

@@ -80,11 +80,20 @@ def tokenizer_source(cfg: DictConfig) -> str | Path:
     return cfg.model.name_or_path or minilm_path()
 
 
+def load_tokenizer(source: str | Path):
+    """The model's tokenizer; one without a padding token (decoders) pads with its end-of-sequence
+    token, which `lottery.models.load_classifier` then gives the model as its pad_token_id."""
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def make_run(cfg: DictConfig) -> Run:
     """Check the settings and derive the run; nothing is written yet."""
     check_config(cfg)
     mode = get_mode(str(cfg.mode))
     mode.check(cfg)
     task = get_task(cfg.task.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source(cfg)))
+    tokenizer = load_tokenizer(tokenizer_source(cfg))
     return Run(cfg=cfg, task=task, mode=mode, tokenizer=tokenizer)

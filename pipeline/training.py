@@ -17,15 +17,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
-from transformers import AutoTokenizer
 
 from callbacks.exact_resume import ExactResume
 from lightning_modules.glue_datamodule import GlueDataModule
 from lightning_modules.glue_module import GlueModule
 from lottery.io import atomic_directory
-from lottery.models import load_classifier, minilm_path, tiny_bert
-from pipeline.identity import record_settings
-from pipeline.run import Run, tokenizer_source
+from lottery.models import load_classifier, minilm_path, tiny_model
+from pipeline.identity import model_family_name, record_settings
+from pipeline.run import Run, load_tokenizer, tokenizer_source
 from pipeline.stages import is_launching_process, run_stage
 
 log = logging.getLogger("lottery")
@@ -33,11 +32,14 @@ log = logging.getLogger("lottery")
 
 # ----- models -----
 def pretrained_model(run: Run) -> torch.nn.Module:
-    """The pre-trained encoder with a fresh task head; the head's init follows the run's seed."""
+    """The pre-trained model with a fresh task head; the head's init follows the run's seed.
+
+    `model.random_init`: a tiny random model of `model.family` (default bert; conf/model/tiny.yaml)."""
     pl.seed_everything(run.seed, workers=True, verbose=False)
     if run.cfg.model.random_init:
-        return tiny_bert(num_labels=run.task.num_labels, seed=0)
-    return load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels)
+        return tiny_model(model_family_name(run.cfg), num_labels=run.task.num_labels, seed=0)
+    return load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels,
+                           pad_token_id=run.tokenizer.pad_token_id)
 
 
 def load_finetuned(run: Run) -> torch.nn.Module:
@@ -128,7 +130,7 @@ def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.n
             save(module.model, folder)
             # A freshly loaded tokenizer: the run's one carries the truncation state of its last
             # call into tokenizer.json, which would depend on whether the data came from the cache.
-            AutoTokenizer.from_pretrained(str(tokenizer_source(run.cfg))).save_pretrained(str(folder))
+            load_tokenizer(tokenizer_source(run.cfg)).save_pretrained(str(folder))
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return metrics
 

@@ -1,6 +1,5 @@
 """The composed config end to end in process: fine-tune, evaluate, save, reuse, force, resume."""
 
-import json
 import logging
 
 import pytest

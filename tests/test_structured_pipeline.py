@@ -69,7 +69,8 @@ def test_rerun_reuses_every_stage(finished, tiny_glue, caplog):
     with caplog.at_level(logging.INFO, logger="lottery"):
         again = train(compose_config(structured_overrides(root, tiny_glue)))
     assert again == results
-    assert caplog.text.count("reusing finished result") == 1 + 1 + 3 + 3  # finetune, search, pruned, retrained
+    # finetune, search, and per ticket pruned, retrained and cost
+    assert caplog.text.count("reusing finished result") == 1 + 1 + 3 + 3 + 3
 
 
 def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, monkeypatch, caplog):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from lottery.errors import ConfigError
 from lottery.masks import StructuredMasks
+from lottery.models import forward_input_names
 
 ACCUMULATIONS = ("running", "per_batch")
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels")
@@ -96,12 +97,16 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def model_inputs(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+def model_inputs(batch: Mapping[str, Tensor], device: torch.device, model: nn.Module | None = None
+                 ) -> dict[str, Tensor]:
+    """The batch's model inputs (`MODEL_INPUT_KEYS`) on `device`; with `model`, only those its forward
+    accepts (`lottery.models.forward_inputs`: no token_type_ids for DistilBERT, ModernBERT, decoders)."""
     if "labels" not in batch:
         raise ValueError("importance needs a batch with `labels` (the loss is differentiated)")
+    accepted = forward_input_names(model) if model is not None else None
     inputs = {}
     for key in MODEL_INPUT_KEYS:
-        if batch.get(key) is not None:
+        if batch.get(key) is not None and (accepted is None or key in accepted):
             tensor = batch[key].to(device)
             # Batches made under inference_mode (e.g. in a Lightning eval loop) cannot be saved for
             # backward; cloned outside inference mode they can.

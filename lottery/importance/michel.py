@@ -40,7 +40,7 @@ def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str,
         masks.differentiable(device) as (head_gates, mlp_gates),
         nullcontext() if attached is not None else attach_masks(model, masks),
     ):
-        output = model(**model_inputs(batch, device))
+        output = model(**model_inputs(batch, device, model))
         loss = output.loss
         if loss is None:
             raise ValueError("the model returned no loss; does the batch carry `labels`?")

@@ -2,9 +2,9 @@
 Pruning"): per unit, s = sum over the unit's weights w of w * dL/dw, the first-order estimate of
 how much the batch loss changes when the unit's weights are set to zero.
 
-Which weights a unit owns is defined once, in `lottery.importance.weight_norm` (module doc):
-a head's q/k/v rows and bias entries and its attention-output columns; an MLP block's
-`intermediate.dense` and `output.dense` weights AND biases. The output bias is included because
+Which weights a unit owns is defined once, in `lottery.importance.weight_norm` (module doc) from
+the model family's adapter: for BERT, a head's q/k/v rows and bias entries and its
+attention-output columns; an MLP block's `intermediate.dense` and `output.dense` weights AND biases. The output bias is included because
 the MLP gate multiplies the block's output after it (so masking the block removes it, and
 physical pruning drops it); magnitude pruning leaves that bias alone because there a lone zeroed
 bias would shift the residual stream, a question structured units do not raise. A consequence
@@ -69,7 +69,7 @@ def taylor_scores(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, 
     check_shape(masks.shape, model_shape(model), f"StructuredMasks scored on {type(model).__name__}")
     parameters = [
         tensor
-        for heads, mlp in map(unit_parameters, encoder_layers(model))
+        for heads, mlp in (unit_parameters(model, layer) for layer in encoder_layers(model))
         for tensor in [tensor for tensor, _ in heads] + mlp
     ]
     device = next(model.parameters()).device
@@ -80,7 +80,7 @@ def taylor_scores(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, 
         _requiring_grad(parameters),
         masks_for_call(model, masks),
     ):
-        output = model(**model_inputs(batch, device))
+        output = model(**model_inputs(batch, device, model))
         loss = output.loss
         if loss is None:
             raise ValueError("the model returned no loss; does the batch carry `labels`?")

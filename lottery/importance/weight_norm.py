@@ -1,15 +1,19 @@
 """Weight-norm importance (a data-free baseline): each head's and each MLP block's L2 norm of the
 weights it owns. Also the one definition of which weights a unit owns, shared with `taylor`.
 
-A unit owns exactly what removing it removes (`lottery.pruning`, `lottery.accounting._unit_sizes`):
+A unit owns exactly what removing it removes (`lottery.pruning`, `lottery.accounting._unit_sizes`);
+the model family's adapter says where (`lottery.architectures`, `Family.unit_linears`). For BERT:
 
 - head h of a layer (head size d): rows h*d:(h+1)*d of `attention.self.{query,key,value}.weight`,
   entries h*d:(h+1)*d of their biases, and columns h*d:(h+1)*d of `attention.output.dense.weight`.
-  `attention.output.dense.bias` is shared by all heads and never gated: no head owns it;
-- the MLP block: `intermediate.dense.{weight,bias}` and `output.dense.{weight,bias}`. The output
-  bias belongs to the block here (unlike in magnitude pruning, which leaves it unpruned as the
-  paper does): the MLP gate multiplies the block's output AFTER that bias is added (the hook on
-  `output.dropout`), so gating the block removes the bias with it, and physical pruning drops it.
+  `attention.output.dense.bias` is shared by all heads and never gated: no head owns it (a
+  decoder's KV group likewise owns its query heads' q_proj rows, its k_proj / v_proj rows and its
+  o_proj columns; a ModernBERT head its rows in each third of the fused Wqkv);
+- the MLP block: `intermediate.dense.{weight,bias}` and `output.dense.{weight,bias}` (every
+  family: its MLP linears). The output bias belongs to the block here (unlike in magnitude
+  pruning, which leaves it unpruned as the paper does): the MLP gate multiplies the block's output
+  AFTER that bias is added (the hook on `output.dropout`), so gating the block removes the bias
+  with it, and physical pruning drops it.
 
 Masks: a masked unit (gate 0) scores 0, as under the data-driven criteria, whose gradients cannot
 reach it. So the same masks give the same scores on a masked model and on one physically pruned
@@ -26,6 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from lottery.architectures import UnitLinear
 from lottery.importance.base import (
     BatchScores,
     Criterion,
@@ -35,70 +40,64 @@ from lottery.importance.base import (
     token_count,
 )
 from lottery.masks import (
-    KEPT_HEADS_BUFFER,
     StructuredMasks,
     attach_masks,
     attached_masks,
     check_shape,
 )
-from lottery.models import encoder_layers, model_shape
+from lottery.models import encoder_layers, model_family, model_shape
 
-# (parameter, dimension along which it is grouped by head): q/k/v rows, attention-output columns.
-HeadTensors = list[tuple[Tensor, int]]
+# (parameter, how the units share it out): q/k/v rows and bias entries, attention-output columns.
+HeadTensors = list[tuple[Tensor, UnitLinear]]
 
 
-def unit_parameters(layer: nn.Module) -> tuple[HeadTensors, list[Tensor]]:
-    """One layer's (head-grouped tensors with their head dimension, MLP tensors); see module doc."""
-    attention = layer.attention.self
-    heads: HeadTensors = []
-    for name in ("query", "key", "value"):
-        linear = getattr(attention, name)
-        heads.append((linear.weight, 0))
-        if linear.bias is not None:
-            heads.append((linear.bias, 0))
-    heads.append((layer.attention.output.dense.weight, 1))
+def unit_parameters(model: nn.Module, layer: nn.Module) -> tuple[HeadTensors, list[Tensor]]:
+    """One layer's (unit-grouped tensors with their `UnitLinear`, MLP tensors); see module doc."""
+    family = model_family(model)
+    heads: HeadTensors = [(tensor, linear) for tensor, linear, _ in family.head_tensors(layer, model.config)]
     mlp = [
         parameter
-        for linear in (layer.intermediate.dense, layer.output.dense)
+        for linear in family.mlp_modules(layer)
         for parameter in (linear.weight, linear.bias)
-        if parameter is not None  # a physically pruned block's output.dense has no bias
+        if parameter is not None  # a physically pruned block's output linear has no bias
     ]
     return heads, mlp
 
 
-def present_heads(layer: nn.Module, num_heads: int) -> Tensor:
-    """Original indices of the heads the layer still holds (all of them unless physically pruned)."""
-    kept = getattr(layer.attention.self, KEPT_HEADS_BUFFER, None)
-    return torch.arange(num_heads) if kept is None else kept.detach().cpu().long()
+def present_heads(model: nn.Module, layer: nn.Module, num_heads: int) -> Tensor:
+    """Original indices of the units the layer still holds (all of them unless physically pruned)."""
+    kept = model_family(model).kept_units(layer)
+    return torch.arange(num_heads) if kept is None else torch.tensor(kept, dtype=torch.long)
 
 
-def per_head_sum(values: Tensor, dim: int, head_dim: int) -> Tensor:
-    """Sum of `values` (shaped like a head-grouped parameter) over each present head's slice."""
-    moved = values.movedim(dim, 0)  # [heads * head_dim, ...]
-    heads = moved.shape[0] // head_dim
-    if heads == 0:  # a layer whose heads were all removed
+def per_unit_sum(values: Tensor, linear: UnitLinear) -> Tensor:
+    """Sum of `values` (shaped like a unit-grouped parameter of `linear`) over each present unit's slices."""
+    moved = values.movedim(linear.dim, 0)  # [segments * units * width, ...]
+    units = moved.shape[0] // linear.per_unit
+    if units == 0:  # a layer whose units were all removed
         return moved.new_zeros(0)
-    return moved.reshape(heads, -1).sum(dim=1)
+    if linear.segments == 1:
+        return moved.reshape(units, -1).sum(dim=1)
+    return moved.reshape(linear.segments, units, -1).sum(dim=(0, 2))
 
 
 def unit_sums(model: nn.Module, values: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
     """(head [L, H], mlp [L]): per-unit sums of `values(parameter)`, float32 on the CPU.
 
-    `values` maps each tensor of `unit_parameters(layer)` to elementwise values of the same shape
+    `values` maps each tensor of `unit_parameters` to elementwise values of the same shape
     (e.g. w**2 or w * dL/dw); it is called one tensor at a time, so at most one such tensor is
-    alive at once. Heads a layer no longer holds get 0.
+    alive at once. Units a layer no longer holds get 0.
     """
     num_layers, num_heads = model_shape(model)
     head = torch.zeros(num_layers, num_heads)
     mlp = torch.zeros(num_layers)
     with torch.no_grad():
         for index, layer in enumerate(encoder_layers(model)):
-            head_tensors, mlp_tensors = unit_parameters(layer)
-            head_dim = layer.attention.self.attention_head_size
-            present = present_heads(layer, num_heads)
+            head_tensors, mlp_tensors = unit_parameters(model, layer)
+            present = present_heads(model, layer, num_heads)
             layer_head = torch.zeros(len(present))
-            for tensor, dim in head_tensors:
-                layer_head += per_head_sum(values(tensor).float(), dim, head_dim).cpu()
+            for tensor, linear in head_tensors:
+                layer_head += per_unit_sum(values(tensor).float(), linear).cpu()
             head[index, present] = layer_head
             mlp[index] = sum(float(values(tensor).float().sum()) for tensor in mlp_tensors)
     return head, mlp
@@ -116,7 +115,7 @@ def score_batch(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Te
     """Logits and loss of one batch with `masks` applied, in eval mode, no gradients (no scores)."""
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad(), masks_for_call(model, masks):
-        output = model(**model_inputs(batch, device))
+        output = model(**model_inputs(batch, device, model))
     if output.loss is None:
         raise ValueError("the model returned no loss; does the batch carry `labels`?")
     return BatchScores(None, None, output.logits.detach(), output.loss.detach(), token_count(batch))

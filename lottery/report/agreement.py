@@ -93,10 +93,10 @@ def _side_by_side(summary: pd.DataFrame, first: GroupKey, second: GroupKey, name
 def _markdown(frame: pd.DataFrame, sections: list) -> str:
     from lottery.report.tables import markdown_table
 
-    lines = ["# Protocol comparison", "",
-             "Runs of the same model, task and settings that differ only in the protocol keys (importance "
+    intro = ("Runs of the same model, task and settings that differ only in the protocol keys (importance "
              "accumulation, phase change, random-ticket sampling, magnitude exit). Jaccard = |kept in both| / "
-             "|kept in either| of the two protocols' good masks on the same fine-tuned model (same seed)."]
+             "|kept in either| of the two protocols' good masks on the same fine-tuned model (same seed).")
+    lines = ["# Protocol comparison", "", intro]
     if not frame.empty:
         means = frame.groupby(["model", "task", "first", "second"])[["heads_jaccard", "mlps_jaccard"]].agg(["mean", "std", "count"])
         lines += ["", "## Mask agreement (mean ± std over seeds)", ""]

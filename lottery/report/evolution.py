@@ -11,6 +11,8 @@ Per run, one figure with three panels:
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
@@ -31,7 +33,7 @@ def iterations(run: Loaded) -> list[dict]:
 def consecutive_spearman(records: list[dict]) -> list[float]:
     """Spearman correlation of head importance between iteration i and i+1, over heads unmasked in both."""
     values = []
-    for before, after in zip(records, records[1:]):
+    for before, after in itertools.pairwise(records):
         alive = (np.asarray(before["head_mask"]).ravel() > 0) & (np.asarray(after["head_mask"]).ravel() > 0)
         a = np.asarray(before["head_importance"]).ravel()[alive]
         b = np.asarray(after["head_importance"]).ravel()[alive]

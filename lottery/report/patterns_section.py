@@ -71,7 +71,7 @@ def shares_table(panels: dict[str, dict[str, list[str]]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def example_grid(patterns: dict[int, dict], which: str = "finetuned") -> "figures.Figure | None":
+def example_grid(patterns: dict[int, dict], which: str = "finetuned") -> figures.Figure | None:
     seed = min(patterns)
     data = patterns[seed]
     maps_file = Path(data["_folder"]) / f"maps_{which}.npz"
