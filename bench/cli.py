@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from bench import fits, measurements
+from bench.decoder import decoder_steps
 from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
 from bench.workloads import PROJECT_ROOT, RUNTIME, load_model, log, make_batch
@@ -94,6 +95,7 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     rows += measurements.magnitude_steps(model, args.quick, repeats)
     rows += measurements.eval_forward(model, state, batch, repeats, 1)
     rows += mrpc_padding(model, repeats, args.quick, args.model)
+    rows += decoder_steps(args.quick, args.batch_size, args.seq_len, repeats, warmup)
     if not args.skip_fits:
         rows += fits.resumable_state(model, args.batch_size, args.seq_len, 4 if args.quick else 8, repeats)
         if not args.device.startswith("cuda"):  # CPU threads only mean something on the CPU

@@ -12,6 +12,7 @@
 7. `make run` wall time, recorded by hand in make_run_wall_time.json       information
 8. an MRPC epoch with length-grouped dynamic padding vs fixed 128 (bench.padding)  information
 9, 10. the exact-resume state's cost, and parallel jobs sharing the cores (bench.fits)
+11. masks and pruning on a decoder with grouped-query attention (bench.decoder)
 """
 
 from __future__ import annotations

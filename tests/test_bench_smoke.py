@@ -21,6 +21,8 @@ EXPECTED_IDS = {
     "resumable_state",
     "parallel_shared",
     "parallel_oversubscribed",
+    "decoder_masked_overhead",
+    "decoder_pruned_vs_masked",
 }
 
 
