@@ -19,6 +19,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from callbacks.protocols import HasModel
 from callbacks.weight_masks import WeightMaskEnforcer
 from lottery.io import write_json
 from lottery.magnitude import (
@@ -66,7 +67,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
         self.search.load_state_dict(state_dict["search"])
         self.masks = WeightMasks(state_dict["masks"]) if state_dict["masks"] is not None else None
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: HasModel, stage: str) -> None:
         self._pretrained_state = self.pretrained()
         if self.masks is None:  # round 1 starts from the fine-tuned weights' first pruning step
             params = eligible_parameters(pl_module.model, **self.parameter_options)
@@ -76,7 +77,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
             self.masks = trainer.strategy.broadcast(first, src=0)
             self._rewind(pl_module)
 
-    def _rewind(self, pl_module: pl.LightningModule) -> None:
+    def _rewind(self, pl_module: HasModel) -> None:
         """Survivors and every unpruned parameter (embeddings, LayerNorm, head) back to their start."""
         rewind_(pl_module.model, self.masks, self._pretrained_state)
         with torch.no_grad():
@@ -85,7 +86,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
                     parameter.copy_(self._pretrained_state[name].to(parameter.device))
 
     # ----- between rounds -----
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: HasModel) -> None:
         if (trainer.current_epoch + 1) % self.epochs_per_round:
             return
         score = float(trainer.callback_metrics[f"val/{self.metric}"])

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from callbacks.protocols import Searchable
 from lottery.importance import ImportanceAccumulator, normalize_head_importance, normalize_mlp_importance
 from lottery.io import write_json
 from lottery.masks import StructuredMasks
@@ -37,7 +38,7 @@ class StructuredPruning(Callback):
         self._accumulator: ImportanceAccumulator | None = None
 
     # ----- set-up and checkpoint state -----
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: Searchable, stage: str) -> None:
         masks: StructuredMasks | None = getattr(pl_module, "masks", None)
         if masks is None or getattr(pl_module, "criterion", None) is None:
             raise ValueError("StructuredPruning needs a module with structured masks and an importance criterion "
@@ -59,7 +60,7 @@ class StructuredPruning(Callback):
             trainer.should_stop = True
 
     # ----- one iteration per epoch -----
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Searchable) -> None:
         head, mlp = self.search.current_mask()
         pl_module.masks.set(head, mlp)
         batches = self.num_batches if self.num_batches is not None else trainer.num_training_batches * trainer.world_size
@@ -73,7 +74,7 @@ class StructuredPruning(Callback):
         index = batch_idx * trainer.world_size + trainer.global_rank  # the batch's place in the whole split
         self._accumulator.add(index, outputs["head"], outputs["mlp"], outputs["tokens"])
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Searchable) -> None:
         scores = pl_module.task_metrics.compute()  # synchronised across ranks by torchmetrics
         pl_module.task_metrics.reset()
         for tensor in self._accumulator.tensors():

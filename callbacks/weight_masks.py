@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from callbacks.protocols import HasModel
 from lottery.magnitude import WeightMasks
 
 
@@ -17,7 +18,7 @@ class WeightMaskEnforcer(Callback):
     def __init__(self, masks: WeightMasks | None = None):
         self.masks = masks
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: HasModel) -> None:
         if self.masks is not None:
             self.masks.check_compatible(pl_module.model)
             self.masks.apply_(pl_module.model)

@@ -1,12 +1,7 @@
-"""The LightningModule that fine-tunes and evaluates one GLUE classifier.
-
-Pruning callbacks talk to modules through a small protocol (`PrunableModule`): the Hugging Face
-model as `.model`, its structured gates as `.masks` (or None) and `.task_metrics`.
-"""
+"""The LightningModule that fine-tunes and evaluates one GLUE classifier (with optional structured
+masks attached). Callbacks see it through the protocols of callbacks/protocols.py."""
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -18,12 +13,6 @@ from lottery.errors import NonFiniteError
 from lottery.masks import StructuredMasks
 from lottery.models import forward_inputs
 from lottery.tasks import GlueTask, get_task
-
-
-class PrunableModule(Protocol):
-    model: nn.Module
-    masks: StructuredMasks | None
-    task_metrics: TaskMetrics
 
 
 class GlueModule(pl.LightningModule):
