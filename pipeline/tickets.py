@@ -124,6 +124,14 @@ class WeightUnit:
 
 
 Unit = type[StructuredUnit] | type[WeightUnit]
+KINDS = ("good", "random", "bad")
+
+
+def check_kinds(kinds) -> None:
+    """tickets.kinds, checked before any work (every mode that draws good/random/bad tickets)."""
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
 
 
 def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[], Any]],

@@ -29,7 +29,8 @@ def test_every_experiment_config_names_a_registered_mode_and_back():
 def test_nothing_outside_the_registry_compares_mode_names():
     # a mode (cfg.mode, run.mode.name, results.mode, ...) compared with a mode's name; a ticket's
     # `unit` ("structured" or "weights") is data, and may be compared
-    pattern = re.compile(r"""mode\w*(\.name)?\s*(==|!=|\bin)\s*\(?["'](%s)["']""" % "|".join(MODE_NAMES))
+    names = "|".join(MODE_NAMES)
+    pattern = re.compile(rf"""mode\w*(\.name)?\s*(==|!=|\bin)\s*\(?["']({names})["']""")
     assert pattern.search('if run.mode.name == "finetune":') and pattern.search("if cfg.mode in ('imp', 'magnitude'):")
     offenders = []
     for package in ("lottery", "pipeline", "callbacks", "lightning_modules"):

@@ -139,6 +139,7 @@ def test_corrupt_stage_and_mask_files_are_redone(finished, tiny_glue, caplog):
     ("search.threshold=2", "threshold must be a number in (0, 1]"),
     ("structured.target=attention", "structured.target must be one of"),
     ("tickets.sampling=uniform", "tickets.sampling must be one of"),
+    ("tickets.kinds=[good,lucky]", "tickets.kinds must be a non-empty list of ['good', 'random', 'bad']"),
     ("importance=nonsense", None),
 ])
 def test_odd_values_are_one_clear_error(tmp_path, tiny_glue, override, message):

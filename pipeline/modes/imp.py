@@ -21,12 +21,14 @@ from lottery.magnitude import WeightMasks, eligible_parameters
 from pipeline.modes import Mode, register
 from pipeline.modes.magnitude import check_parameters, parameter_options, score_weight_tickets
 from pipeline.run import Run
+from pipeline.tickets import check_kinds
 from pipeline.training import datamodule, evaluate, load_finetuned, pretrained_model, recipe_module, resumable_fit
 
 
 def check(cfg: DictConfig) -> None:
     node = cfg.imp
     check_parameters(node, "imp")
+    check_kinds(cfg.tickets.kinds)
     for key in ("rounds", "epochs_per_round"):
         if isinstance(node[key], bool) or not isinstance(node[key], int) or node[key] < 1:
             raise ConfigError(f"imp.{key} must be a positive integer, got {node[key]!r}")

@@ -34,7 +34,7 @@ from pipeline.identity import record_settings
 from pipeline.modes import Mode, register
 from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.tickets import WeightUnit, draw_tickets, score_tickets
+from pipeline.tickets import WeightUnit, check_kinds, draw_tickets, score_tickets
 from pipeline.training import evaluate, finetune, load_finetuned, recipe_module, stage
 
 
@@ -56,6 +56,7 @@ def check(cfg: DictConfig) -> None:
     check_parameters(node, "magnitude")
     MagnitudeSearch(fraction=float(node.fraction), threshold=float(cfg.search.threshold), max_steps=node.max_steps,
                     exit_mask=str(node.exit_mask))
+    check_kinds(cfg.tickets.kinds)
 
 
 def settings(cfg: DictConfig) -> dict:

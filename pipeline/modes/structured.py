@@ -29,7 +29,7 @@ from pipeline.identity import record_settings
 from pipeline.modes import Mode, register
 from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.tickets import StructuredUnit, draw_tickets, score_tickets
+from pipeline.tickets import StructuredUnit, check_kinds, draw_tickets, score_tickets
 from pipeline.training import datamodule, finetune, load_finetuned, make_trainer, stage
 
 log = logging.getLogger("lottery")
@@ -69,6 +69,7 @@ def check(cfg: DictConfig) -> None:
         check_accumulation(str(cfg.importance.accumulate))
     if cfg.tickets.sampling not in SAMPLINGS:
         raise ConfigError(f"tickets.sampling must be one of {SAMPLINGS}, got {cfg.tickets.sampling!r}")
+    check_kinds(cfg.tickets.kinds)
 
 
 def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
