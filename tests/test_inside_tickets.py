@@ -64,6 +64,30 @@ def test_the_report_draws_patterns_evolution_and_cost(sweep):
     assert "| s-good speed-up, batch 64 |" in table and "speed-up = eval latency of the full model" in table
 
 
+def test_pattern_shares_by_hand(monkeypatch):
+    """Pre-trained types hold for every seed; fine-tuned ones only for the seeds classified."""
+    from types import SimpleNamespace
+
+    from lottery.report import patterns_section
+
+    masks = {1: [[1, 1, 0, 0]], 2: [[1, 0, 1, 0]], 3: [[1, 1, 1, 0]]}  # super-survivor: head 1 only
+    group = [SimpleNamespace(results=SimpleNamespace(seed=seed)) for seed in masks]
+    monkeypatch.setattr(patterns_section, "structured_masks",
+                        lambda run: (np.asarray(masks[run.results.seed]), np.ones(1, dtype=int)))
+    pre = [["vertical", "diagonal", "block", "heterogeneous"]]
+    patterns = {2: {"pretrained": {"types": pre}, "finetuned": {"types": [["block", "block", "vertical", "vertical"]]}}}
+    panels = patterns_section.shares(patterns, group)
+    assert panels["pre-trained"]["all heads"] == pre[0] * 3
+    assert panels["pre-trained"]["good survivors"] == ["vertical", "diagonal", "vertical", "block",
+                                                       "vertical", "diagonal", "block"]
+    assert panels["pre-trained"]["super-survivors"] == ["vertical"]
+    assert panels["fine-tuned"] == {"all heads": ["block", "block", "vertical", "vertical"],
+                                    "good survivors": ["block", "vertical"], "super-survivors": ["block"]}
+    table = patterns_section.shares_table(panels).set_index(["model_state", "heads"])
+    assert table.loc[("pre-trained", "good survivors"), "vertical"] == pytest.approx(3 / 7)
+    assert table.loc[("pre-trained", "good survivors"), "n"] == 7
+
+
 def _record(iteration, mask, importance, passed=True):
     return {"iteration": iteration, "passed": passed, "head_mask": mask, "head_importance": importance}
 

@@ -3,8 +3,9 @@ tickets of the structured runs of the same model, task and seeds.
 
 Per (model, structured variant, task): the share of each pattern type among all heads, among the
 good tickets' survivors (pooled over seeds) and among the super-survivors (kept in every seed),
-for the pre-trained and the fine-tuned model (the fine-tuned types of each seed for that seed's
-survivors), as a figure and a CSV; per (model, task) a grid of example maps per type.
+for the pre-trained model (its types are the same for every seed, so every seed's good ticket
+counts) and the fine-tuned model (each classified seed's types for that seed's survivors), as a
+figure and a CSV; per (model, task) a grid of example maps per type.
 """
 
 from __future__ import annotations
@@ -42,21 +43,30 @@ def find_patterns(directory: Path, exclude: Path) -> tuple[dict[tuple[str, str],
 
 
 def shares(patterns: dict[int, dict], group: list[Loaded]) -> dict[str, dict[str, list[str]]]:
-    """{"pre-trained" | "fine-tuned": {"all heads" | "good survivors" | "super-survivors": [types]}}."""
-    runs = [run for run in group if run.results.seed in patterns]
-    if not runs:
+    """{"pre-trained" | "fine-tuned": {"all heads" | "good survivors" | "super-survivors": [types]}}.
+
+    The pre-trained model's types do not depend on the seed (the same weights read on the same dev
+    examples in file order), so that panel counts the good tickets of every seed in the group,
+    typed by one patterns.json; the fine-tuned panel only the seeds whose fine-tuned model was
+    classified. Super-survivors are the heads kept by the good tickets of every seed in the group.
+    """
+    if not group or not patterns:
         return {}
-    masks = {run.results.seed: structured_masks(run)[0] for run in runs}
+    masks = {run.results.seed: structured_masks(run)[0] for run in group}
     super_mask = np.logical_and.reduce([mask > 0 for mask in masks.values()]).astype(int)
-    panels = {}
-    for panel, key in (("pre-trained", "pretrained"), ("fine-tuned", "finetuned")):
-        sets: dict[str, list[str]] = {"all heads": [], "good survivors": [], "super-survivors": []}
-        for seed, mask in masks.items():
-            types = patterns[seed][key]["types"]
-            sets["all heads"] += [t for row in types for t in row]
-            sets["good survivors"] += types_of(types, mask)
-            sets["super-survivors"] += types_of(types, super_mask)
-        panels[panel] = sets
+    pretrained = patterns[min(patterns)]["pretrained"]["types"]
+    panels = {"pre-trained": {
+        "all heads": [t for row in pretrained for t in row] * len(masks),
+        "good survivors": [t for mask in masks.values() for t in types_of(pretrained, mask)],
+        "super-survivors": types_of(pretrained, super_mask),
+    }}
+    tuned = {seed: patterns[seed]["finetuned"]["types"] for seed in masks if seed in patterns}
+    if tuned:
+        panels["fine-tuned"] = {
+            "all heads": [t for types in tuned.values() for row in types for t in row],
+            "good survivors": [t for seed, types in tuned.items() for t in types_of(types, masks[seed])],
+            "super-survivors": [t for types in tuned.values() for t in types_of(types, super_mask)],
+        }
     return panels
 
 
@@ -102,9 +112,11 @@ def write_patterns(directory: Path, out: Path, groups: dict[GroupKey, list[Loade
             if not panels:
                 continue
             name = "_".join(figures.safe_name(part) for part in key)
-            seeds = sorted(set(per_seed) & {run.results.seed for run in group})
+            seeds = sorted(run.results.seed for run in group)
+            tuned = sorted(set(per_seed) & set(seeds))
             figure = type_shares_figure(panels, title=f"{task} — {model}, {key[1]}: attention pattern types of all heads "
-                                                      f"and of good-ticket survivors (seeds {', '.join(map(str, seeds))})")
+                                                      f"and of good-ticket survivors (seeds {', '.join(map(str, seeds))}; "
+                                                      f"fine-tuned maps: {', '.join(map(str, tuned)) or 'none'})")
             written += figures.write_figure(figure, out / "figures" / f"pattern_shares_{name}")
             written.append(write_text(out / "patterns" / f"shares_{name}.csv", shares_table(panels).to_csv(index=False)))
     return written, skipped
