@@ -71,11 +71,15 @@ def test_pattern_shares_by_hand(monkeypatch):
     from lottery.report import patterns_section
 
     masks = {1: [[1, 1, 0, 0]], 2: [[1, 0, 1, 0]], 3: [[1, 1, 1, 0]]}  # super-survivor: head 1 only
-    group = [SimpleNamespace(results=SimpleNamespace(seed=seed)) for seed in masks]
+    tuned = {"task": "rte", "seed": 2, "recipe": {"lr": 1e-4}}
+    group = [SimpleNamespace(results=SimpleNamespace(seed=seed, settings={**tuned, "seed": seed, "mode": "structured",
+                                                                          "structured": {"split": "dev"}}))
+             for seed in masks]
     monkeypatch.setattr(patterns_section, "structured_masks",
                         lambda run: (np.asarray(masks[run.results.seed]), np.ones(1, dtype=int)))
     pre = [["vertical", "diagonal", "block", "heterogeneous"]]
-    patterns = {2: {"pretrained": {"types": pre}, "finetuned": {"types": [["block", "block", "vertical", "vertical"]]}}}
+    patterns = {2: {"pretrained": {"types": pre}, "finetuned": {"types": [["block", "block", "vertical", "vertical"]]},
+                    "finetune_settings": tuned}}
     panels = patterns_section.shares(patterns, group)
     assert panels["pre-trained"]["all heads"] == pre[0] * 3
     assert panels["pre-trained"]["good survivors"] == ["vertical", "diagonal", "vertical", "block",
@@ -86,6 +90,9 @@ def test_pattern_shares_by_hand(monkeypatch):
     table = patterns_section.shares_table(panels).set_index(["model_state", "heads"])
     assert table.loc[("pre-trained", "good survivors"), "vertical"] == pytest.approx(3 / 7)
     assert table.loc[("pre-trained", "good survivors"), "n"] == 7
+    # Seed 2's patterns of another fine-tune (another learning rate) say nothing of its ticket's heads.
+    patterns[2]["finetune_settings"] = {**tuned, "recipe": {"lr": 2e-5}}
+    assert set(patterns_section.shares(patterns, group)) == {"pre-trained"}
 
 
 def _record(iteration, mask, importance, passed=True):

@@ -42,13 +42,24 @@ def find_patterns(directory: Path, exclude: Path) -> tuple[dict[tuple[str, str],
     return found, skipped
 
 
+def same_finetune(patterns: dict | None, run: Loaded) -> bool:
+    """Whether `patterns` classified the fine-tuned model that `run`'s tickets were found in (the
+    same seed on another recipe, data or precision is another model)."""
+    if patterns is None or "finetune_settings" not in patterns:
+        return False
+    settings = run.results.settings
+    mode = settings.get("mode")
+    return patterns["finetune_settings"] == {key: value for key, value in settings.items() if key not in ("mode", mode)}
+
+
 def shares(patterns: dict[int, dict], group: list[Loaded]) -> dict[str, dict[str, list[str]]]:
     """{"pre-trained" | "fine-tuned": {"all heads" | "good survivors" | "super-survivors": [types]}}.
 
     The pre-trained model's types do not depend on the seed (the same weights read on the same dev
     examples in file order), so that panel counts the good tickets of every seed in the group,
     typed by one patterns.json; the fine-tuned panel only the seeds whose fine-tuned model was
-    classified. Super-survivors are the heads kept by the good tickets of every seed in the group.
+    classified, and only where that is the model the seed's ticket was found in. Super-survivors
+    are the heads kept by the good tickets of every seed in the group.
     """
     if not group or not patterns:
         return {}
@@ -60,7 +71,8 @@ def shares(patterns: dict[int, dict], group: list[Loaded]) -> dict[str, dict[str
         "good survivors": [t for mask in masks.values() for t in types_of(pretrained, mask)],
         "super-survivors": types_of(pretrained, super_mask),
     }}
-    tuned = {seed: patterns[seed]["finetuned"]["types"] for seed in masks if seed in patterns}
+    tuned = {run.results.seed: patterns[run.results.seed]["finetuned"]["types"] for run in group
+             if same_finetune(patterns.get(run.results.seed), run)}
     if tuned:
         panels["fine-tuned"] = {
             "all heads": [t for types in tuned.values() for row in types for t in row],
@@ -113,7 +125,7 @@ def write_patterns(directory: Path, out: Path, groups: dict[GroupKey, list[Loade
                 continue
             name = "_".join(figures.safe_name(part) for part in key)
             seeds = sorted(run.results.seed for run in group)
-            tuned = sorted(set(per_seed) & set(seeds))
+            tuned = sorted(run.results.seed for run in group if same_finetune(per_seed.get(run.results.seed), run))
             figure = type_shares_figure(panels, title=f"{task} — {model}, {key[1]}: attention pattern types of all heads "
                                                       f"and of good-ticket survivors (seeds {', '.join(map(str, seeds))}; "
                                                       f"fine-tuned maps: {', '.join(map(str, tuned)) or 'none'})")

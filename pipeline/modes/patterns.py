@@ -2,7 +2,7 @@
 (`lottery.patterns`), for the pre-trained and the fine-tuned model of (model, task, seed).
 
 Writes into its experiment folder `patterns.json` ({"pretrained": {"types": [L][H], "features":
-{...}}, "finetuned": {...}, "examples": N, "thresholds": {...}}, plus, with hand labels, the labels
+{...}}, "finetuned": {...}, "examples": N, "thresholds": {...}, "finetune_settings": {...}}, plus, with hand labels, the labels
 used and their agreement with the rules) and `maps_<model>.npz` (the attention maps of the first
 dev examples, for the report's grid of example maps). The report joins it with the structured
 experiments' good tickets of the same seeds (share of each type among all heads, survivors and
@@ -84,7 +84,8 @@ def run_patterns(run: Run) -> dict:
         labels = run.cfg.patterns.hand_labels
         hand = None if labels is None else load_hand_labels(str(labels), *shape)
         result = {"model": str(run.cfg.model.id), "task": run.task.name, "seed": run.seed, "group": run.group,
-                  "num_layers": shape[0], "num_heads": shape[1], "thresholds": asdict(Thresholds())}
+                  "num_layers": shape[0], "num_heads": shape[1], "thresholds": asdict(Thresholds()),
+                  "finetune_settings": run.finetune_settings}
         for name, model in (("pretrained", pretrained_model(run)), ("finetuned", finetuned)):
             result[name], maps = _describe(run, model, batches, hand)
             atomic_write(run_dir / f"maps_{name}.npz", lambda handle, maps=maps: np.savez_compressed(handle, **maps))
