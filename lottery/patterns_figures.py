@@ -7,6 +7,8 @@ in hand-label files.
 
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -118,5 +120,5 @@ def type_shares_figure(
     axes[0].set_ylabel("share of heads")
     axes[0].set_ylim(0, 1)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(textwrap.fill(title, width=int(13 * figure.get_figwidth())), fontsize=10)
     return figure
