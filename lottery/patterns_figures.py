@@ -8,7 +8,6 @@ in hand-label files.
 from __future__ import annotations
 
 import textwrap
-
 from collections.abc import Mapping, Sequence
 
 import numpy as np

@@ -20,7 +20,7 @@ their L2 norm and min-max scaled over all heads; MLPs are min-max scaled.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from lottery.errors import ConfigError
-from lottery.masks import StructuredMasks
+from lottery.masks import StructuredMasks, attach_masks, attached_masks
 from lottery.models import forward_input_names
 
 ACCUMULATIONS = ("running", "per_batch")
@@ -185,3 +185,19 @@ def normalize_head_importance(raw: Tensor) -> Tensor:
 def normalize_mlp_importance(raw: Tensor) -> Tensor:
     raw = torch.as_tensor(raw)
     return _min_max(raw if raw.is_floating_point() else raw.float())
+
+
+def masks_for_call(model: nn.Module, masks: StructuredMasks) -> AbstractContextManager:
+    """`attach_masks(model, masks)` for one call, or nothing if these masks are already attached."""
+    attached = attached_masks(model)
+    if attached is not None and attached is not masks:
+        raise ValueError("the model has other StructuredMasks attached; pass those or remove them first")
+    return nullcontext() if attached is not None else attach_masks(model, masks)
+
+
+def forward_with_loss(model: nn.Module, batch: Mapping[str, Tensor]):
+    """The model's output on `batch` (its inputs moved to the model's device); it must carry a loss."""
+    output = model(**model_inputs(batch, next(model.parameters()).device, model))
+    if output.loss is None:
+        raise ValueError("the model returned no loss; does the batch carry `labels`?")
+    return output

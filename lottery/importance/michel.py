@@ -5,7 +5,6 @@ MLP block's output), taken in eval mode (no dropout) with the current masks appl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -14,11 +13,12 @@ from lottery.importance.base import (
     BatchScores,
     Criterion,
     eval_mode,
-    model_inputs,
+    forward_with_loss,
+    masks_for_call,
     register_criterion,
     token_count,
 )
-from lottery.masks import StructuredMasks, attach_masks, attached_masks
+from lottery.masks import StructuredMasks
 
 
 def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor]
@@ -29,21 +29,15 @@ def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str,
     accumulated, so this is cheaper than a training step and fires no DDP gradient hooks. The
     model runs in eval mode; `masks` are attached for the call unless already attached to it.
     """
-    attached = attached_masks(model)
-    if attached is not None and attached is not masks:
-        raise ValueError("the model has other StructuredMasks attached; pass those or remove them first")
-    device = next(model.parameters()).device
     with (
         eval_mode(model),
         torch.inference_mode(False),
         torch.enable_grad(),
-        masks.differentiable(device) as (head_gates, mlp_gates),
-        nullcontext() if attached is not None else attach_masks(model, masks),
+        masks.differentiable(next(model.parameters()).device) as (head_gates, mlp_gates),
+        masks_for_call(model, masks),
     ):
-        output = model(**model_inputs(batch, device, model))
+        output = forward_with_loss(model, batch)
         loss = output.loss
-        if loss is None:
-            raise ValueError("the model returned no loss; does the batch carry `labels`?")
         head_grad, mlp_grad = torch.autograd.grad(
             loss, [head_gates, mlp_gates], allow_unused=True, materialize_grads=True
         )

@@ -36,11 +36,12 @@ from lottery.importance.base import (
     BatchScores,
     Criterion,
     eval_mode,
-    model_inputs,
+    forward_with_loss,
+    masks_for_call,
     register_criterion,
     token_count,
 )
-from lottery.importance.weight_norm import masks_for_call, unit_parameters, unit_sums
+from lottery.importance.weight_norm import unit_parameters, unit_sums
 from lottery.masks import StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_shape
 
@@ -72,7 +73,6 @@ def taylor_scores(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, 
         for heads, mlp in (unit_parameters(model, layer) for layer in encoder_layers(model))
         for tensor in [tensor for tensor, _ in heads] + mlp
     ]
-    device = next(model.parameters()).device
     with (
         eval_mode(model),
         torch.inference_mode(False),
@@ -80,10 +80,8 @@ def taylor_scores(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, 
         _requiring_grad(parameters),
         masks_for_call(model, masks),
     ):
-        output = model(**model_inputs(batch, device, model))
+        output = forward_with_loss(model, batch)
         loss = output.loss
-        if loss is None:
-            raise ValueError("the model returned no loss; does the batch carry `labels`?")
         # allow_unused: a layer with no heads left never calls its (empty) q/k/v.
         grads = torch.autograd.grad(loss, parameters, allow_unused=True, materialize_grads=True)
     gradient_of = {id(tensor): grad for tensor, grad in zip(parameters, grads, strict=True)}

@@ -25,7 +25,6 @@ through that normalisation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -35,16 +34,12 @@ from lottery.importance.base import (
     BatchScores,
     Criterion,
     eval_mode,
-    model_inputs,
+    forward_with_loss,
+    masks_for_call,
     register_criterion,
     token_count,
 )
-from lottery.masks import (
-    StructuredMasks,
-    attach_masks,
-    attached_masks,
-    check_shape,
-)
+from lottery.masks import StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_family, model_shape
 
 # (parameter, how the units share it out): q/k/v rows and bias entries, attention-output columns.
@@ -103,21 +98,10 @@ def unit_sums(model: nn.Module, values: Callable[[Tensor], Tensor]) -> tuple[Ten
     return head, mlp
 
 
-def masks_for_call(model: nn.Module, masks: StructuredMasks) -> AbstractContextManager:
-    """`attach_masks(model, masks)` for one call, or nothing if these masks are already attached."""
-    attached = attached_masks(model)
-    if attached is not None and attached is not masks:
-        raise ValueError("the model has other StructuredMasks attached; pass those or remove them first")
-    return nullcontext() if attached is not None else attach_masks(model, masks)
-
-
 def score_batch(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor]) -> BatchScores:
     """Logits and loss of one batch with `masks` applied, in eval mode, no gradients (no scores)."""
-    device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad(), masks_for_call(model, masks):
-        output = model(**model_inputs(batch, device, model))
-    if output.loss is None:
-        raise ValueError("the model returned no loss; does the batch carry `labels`?")
+        output = forward_with_loss(model, batch)
     return BatchScores(None, None, output.logits.detach(), output.loss.detach(), token_count(batch))
 
 
