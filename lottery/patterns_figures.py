@@ -23,6 +23,11 @@ def _new_figure(width: float, height: float) -> Figure:
     return figure
 
 
+def _share(value: float) -> str:
+    """A feature for a title; the block share is NaN (shown "-") where no example was a pair."""
+    return "-" if np.isnan(value) else f"{value:.2f}"
+
+
 def _spread_pick(items: list, count: int) -> list:
     """`count` items evenly spaced over the list (first and last included): a fair sample, not the
     most typical heads."""
@@ -77,7 +82,7 @@ def type_examples_figure(
             ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=float(maps[layer, head].max()), interpolation="nearest")
             ax.set_title(
                 f"L{layer + 1} H{head + 1}  v {features.vertical[layer, head]:.2f} d {features.diagonal[layer, head]:.2f}\n"
-                f"b {features.block[layer, head]:.2f} c {features.concentration[layer, head]:.2f}",
+                f"b {_share(features.block[layer, head])} c {features.concentration[layer, head]:.2f}",
                 fontsize=7,
             )
             if tokens is not None:

@@ -64,6 +64,22 @@ def test_the_report_draws_patterns_evolution_and_cost(sweep):
     assert "| s-good speed-up, batch 64 |" in table and "speed-up = eval latency of the full model" in table
 
 
+def test_example_grid_of_single_sentences_has_no_block_share(tmp_path):
+    """CoLA-like data has no pairs: the block share is stored as null and shown as "-"."""
+    from lottery.io import write_json
+    from lottery.report.patterns_section import example_grid
+
+    nan = float("nan")
+    features = {"vertical": [[0.9, 0.1]], "diagonal": [[0.0, 0.8]], "block": [[nan, nan]], "concentration": [[0.9, 0.8]]}
+    write_json(tmp_path / "patterns.json", {"finetuned": {"types": [["vertical", "diagonal"]], "features": features}})
+    data = json.loads((tmp_path / "patterns.json").read_text())
+    assert data["finetuned"]["features"]["block"] == [[None, None]]
+    np.savez(tmp_path / "maps_finetuned.npz", map_0=np.full((1, 2, 3, 3), 1 / 3))
+    figure = example_grid({5: {**data, "task": "cola", "model": "tiny", "_folder": tmp_path}})
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["L1 H1  v 0.90 d 0.00\nb - c 0.90", "L1 H2  v 0.10 d 0.80\nb - c 0.80"]
+
+
 def test_pattern_shares_by_hand(monkeypatch):
     """Pre-trained types hold for every seed; fine-tuned ones only for the seeds classified."""
     from types import SimpleNamespace

@@ -101,7 +101,8 @@ def example_grid(patterns: dict[int, dict], which: str = "finetuned") -> figures
         return None
     with np.load(maps_file) as stored:
         maps = [stored[f"map_{i}"] for i in range(sum(1 for k in stored.files if k.startswith("map_")))]
-    features = AttentionFeatures(**{name: np.asarray(data[which]["features"][name]) for name in
+    # dtype=float: a block share stored as null (no sentence pairs, e.g. CoLA) is NaN again.
+    features = AttentionFeatures(**{name: np.asarray(data[which]["features"][name], dtype=float) for name in
                                     ("vertical", "diagonal", "block", "concentration")}, maps=maps)
     figure = type_examples_figure(features, data[which]["types"])
     figure.suptitle(f"{data['task']} — {data['model']}, {which.replace('finetuned', 'fine-tuned')} (seed {seed}): "
