@@ -223,6 +223,7 @@ def test_protocol_comparison_by_hand(sweep, written):
     assert row["heads_jaccard"] == pytest.approx((paper & clean).sum() / (paper | clean).sum())
     text = (sweep / "report" / "protocol_comparison.md").read_text()
     assert "## minilm stsb: structured-paper vs structured-clean" in text and "| good retrained |" in text
+    assert "nan" not in text  # a single seed's Jaccard is shown without a spread
 
 
 def test_a_bad_file_is_skipped_and_listed(sweep, written, tmp_path, capsys):

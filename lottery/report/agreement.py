@@ -100,11 +100,14 @@ def _markdown(frame: pd.DataFrame, sections: list) -> str:
     if not frame.empty:
         means = frame.groupby(["model", "task", "first", "second"])[["heads_jaccard", "mlps_jaccard"]].agg(["mean", "std", "count"])
         lines += ["", "## Mask agreement (mean ± std over seeds)", ""]
+
+        def mean_std(row: pd.Series, column: str) -> str:  # one seed has no spread
+            mean, std = row[(column, "mean")], row[(column, "std")]
+            return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}")
+
         table = pd.DataFrame({
-            "heads Jaccard": [f"{r[('heads_jaccard', 'mean')]:.2f} ± {r[('heads_jaccard', 'std')]:.2f}"
-                              for _, r in means.iterrows()],
-            "MLPs Jaccard": [f"{r[('mlps_jaccard', 'mean')]:.2f} ± {r[('mlps_jaccard', 'std')]:.2f}"
-                             for _, r in means.iterrows()],
+            "heads Jaccard": [mean_std(r, "heads_jaccard") for _, r in means.iterrows()],
+            "MLPs Jaccard": [mean_std(r, "mlps_jaccard") for _, r in means.iterrows()],
             "seeds": [int(r[("heads_jaccard", "count")]) for _, r in means.iterrows()],
         }, index=[" / ".join(map(str, i)) for i in means.index])
         lines.append(markdown_table(table, "model / task / first / second"))
