@@ -36,9 +36,7 @@ from lottery.models import encoder_layers, model_family, model_shape
 from lottery.pass_rule import check_threshold, passes
 
 # The paper's BERT names, used as roles: every family maps each to its own linears.
-ATTENTION_SUFFIXES = ATTENTION_ROLES
-MLP_SUFFIXES = MLP_ROLES
-ELIGIBLE_SUFFIXES = ATTENTION_SUFFIXES + MLP_SUFFIXES
+ELIGIBLE_SUFFIXES = ATTENTION_ROLES + MLP_ROLES
 # The paper (and the authors' code) leaves the FFN output bias out: it is added after the block,
 # so pruning it would shift every token's residual stream rather than remove a connection.
 UNPRUNED_BIASES = (MLP_OUTPUT,)

@@ -38,9 +38,6 @@ from lottery.models import encoder_layers, model_family, model_shape
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-# Name of the non-persistent buffer (original indices of the units a pruned layer still holds)
-# that `lottery.pruning` puts on the attention output projection; the head hook selects those gates.
-KEPT_HEADS_BUFFER = KEPT_UNITS_BUFFER
 
 HEAD_MASK_MESSAGE = (
     "transformers 5 ignores head_mask (it is silently dropped and changes nothing); "
@@ -273,7 +270,7 @@ class _HeadGate:
             return None
         context = args[0]
         gate = gates[layer]
-        kept = getattr(module, KEPT_HEADS_BUFFER, None)
+        kept = getattr(module, KEPT_UNITS_BUFFER, None)  # set by pruning: the original units still held
         if kept is not None:
             gate = gate.index_select(0, kept.to(gate.device))
         present = gate.shape[0]
