@@ -21,7 +21,7 @@ from bench.timing import synchronize
 from bench.workloads import RUNTIME, TrainStep, clone_model, log
 from lottery.features import PadCollator, load_tokenized
 from lottery.models import minilm_path
-from lottery.samplers import LengthGroupedBatchSampler
+from lottery.samplers import EpochBatchSampler
 from lottery.tasks import get_task
 from pipeline.config import SHARED_GLUE
 
@@ -38,7 +38,7 @@ def mrpc_padding(model, repeats: int, quick: bool, model_path: str | Path | None
         return [row("mrpc_padding", name, None, f"not measured (quick mode or no MRPC under {glue})", "information", None)]
     tokenizer = AutoTokenizer.from_pretrained(str(model_path or minilm_path()))
     train = load_tokenized(get_task("mrpc"), "train", tokenizer, 128, glue, None)
-    grouped = list(LengthGroupedBatchSampler(train.lengths, BATCH, seed=1337))
+    grouped = list(EpochBatchSampler(train.lengths, BATCH, seed=1337))
     widths = np.array([max(train.lengths[i] for i in batch) for batch in grouped])
     dynamic_cpu, fixed_cpu = PadCollator(tokenizer.pad_token_id, False), PadCollator(tokenizer.pad_token_id, False, 128)
 

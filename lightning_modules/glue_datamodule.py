@@ -1,5 +1,5 @@
-"""GLUE splits as Lightning dataloaders: dynamic padding, length-grouped training batches, and the
-selection split that masks are chosen on."""
+"""GLUE splits as Lightning dataloaders: dynamic padding, a seeded training order per epoch
+(uniform or length-grouped), and the selection split that masks are chosen on."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from lottery.features import (
     load_tokenized,
     subset_indices,
 )
-from lottery.samplers import LengthGroupedBatchSampler, ShardedSequentialBatchSampler
+from lottery.samplers import BATCHINGS, EpochBatchSampler, ShardedSequentialBatchSampler
 from lottery.tasks import get_task
 
 SELECTIONS = ("dev", "train_holdout", "train_subset")
@@ -32,12 +32,14 @@ class GlueDataModule(pl.LightningDataModule):
 
     def __init__(self, task: str, tokenizer, glue_dir: str | None, cache_dir: str | None = None,
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 64, seed: int = 1337,
-                 group_by_length: bool = True, pad_to: int | None = None, num_workers: int = 0,
+                 batching: str = "length_grouped", pad_to: int | None = None, num_workers: int = 0,
                  train_limit: int | None = None, eval_limit: int | None = None, selection: str = "dev",
                  train_on: str = "train", evaluate_on: str = "dev"):
         super().__init__()
         if selection not in SELECTIONS:
             raise ConfigError(f"search.split must be one of {SELECTIONS}, got {selection!r}")
+        if batching not in BATCHINGS:
+            raise ConfigError(f"data.batching must be one of {BATCHINGS}, got {batching!r}")
         if train_on not in ("train", "selection") or evaluate_on not in ("dev", "selection"):
             raise ValueError(f"train_on must be train|selection and evaluate_on dev|selection, "
                              f"got {train_on!r}, {evaluate_on!r}")
@@ -49,7 +51,7 @@ class GlueDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
-        self.group_by_length = group_by_length
+        self.batching = batching
         self.pad_to = pad_to
         self.num_workers = num_workers
         self.train_limit = train_limit
@@ -59,6 +61,8 @@ class GlueDataModule(pl.LightningDataModule):
         self.evaluate_on = evaluate_on
         self.splits: dict[str, TokenizedSplit] = {}
         self._resume: tuple[int, int] | None = None
+        self._epoch = 0
+        self._train_sampler: EpochBatchSampler | None = None
 
     def _load(self, split: str) -> TokenizedSplit:
         return load_tokenized(self.task, split, self.tokenizer, self.max_length, self.glue_dir, self.cache_dir)
@@ -102,6 +106,17 @@ class GlueDataModule(pl.LightningDataModule):
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """The next training dataloader continues `epoch` after `batches_done` batches (exact resume)."""
         self._resume = (epoch, batches_done)
+        self._epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.resume_at(epoch, batches_done)
+            self._resume = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training order of `epoch` from its next batch on (`callbacks.epoch_order.EpochOrder`
+        calls this at every epoch start)."""
+        self._epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -117,11 +132,13 @@ class GlueDataModule(pl.LightningDataModule):
             sampler = ShardedSequentialBatchSampler(len(dataset), self.eval_batch_size, rank=rank, world_size=world,
                                                     equal_steps=True)
         else:
-            sampler = LengthGroupedBatchSampler(dataset.lengths, self.batch_size, self.seed, rank=rank,
-                                                world_size=world, group_by_length=self.group_by_length)
+            sampler = EpochBatchSampler(dataset.lengths, self.batch_size, self.seed, batching=self.batching,
+                                        rank=rank, world_size=world)
+            sampler.set_epoch(self._epoch)
             if self._resume is not None:
                 sampler.resume_at(*self._resume)
                 self._resume = None
+            self._train_sampler = sampler
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
 
     def num_selection_batches(self) -> int:

@@ -30,7 +30,10 @@ HASH_LENGTH = 8
 SETTINGS_FILE = "settings.json"
 # Recipe keys that change no result: a resumed run is exact, however often it checkpoints.
 RECIPE_IGNORED = ("checkpoint_every_n_steps",)
-DATA_KEYS = ("train_limit", "eval_limit", "group_by_length", "pad_to", "max_length", "batch_size", "eval_batch_size")
+DATA_KEYS = ("train_limit", "eval_limit", "batching", "pad_to", "max_length", "batch_size", "eval_batch_size")
+# 2: every epoch draws its own seeded order (1, before: every epoch repeated epoch 1's order), so
+# no result trained under version 1 is ever reused.
+EPOCH_ORDER_VERSION = 2
 
 
 def digest(settings: dict[str, Any]) -> str:
@@ -62,6 +65,28 @@ def model_settings(cfg: DictConfig) -> dict[str, Any]:
     return model
 
 
+def world_size(cfg: DictConfig) -> int:
+    """How many processes train together: nodes x devices (`devices: auto` counts the GPUs here)."""
+    devices = cfg.trainer.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        import torch
+
+        devices = torch.cuda.device_count() if str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") else 1
+    count = len(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else int(devices)
+    return max(1, count) * int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def execution_settings(cfg: DictConfig) -> dict[str, Any]:
+    """How the training runs, where that changes its result: a 2-process DDP fine-tune takes half
+    the steps of twice the batch (each rank its own batches), so it is not the one-process model,
+    and a GPU's kernels do not round as the CPU's do."""
+    strategy = cfg.trainer.get("strategy", None)
+    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy or "")
+    size = world_size(cfg)
+    return {"accelerator": str(cfg.trainer.accelerator), "world_size": size,
+            "strategy": target.rsplit(".", 1)[-1] if size > 1 else "single"}
+
+
 def finetune_settings(cfg: DictConfig, task: GlueTask) -> dict[str, Any]:
     """What determines a fine-tuned model and its dev metrics."""
     recipe = {key: value for key, value in plain(cfg.recipe).items() if key not in RECIPE_IGNORED}
@@ -70,9 +95,11 @@ def finetune_settings(cfg: DictConfig, task: GlueTask) -> dict[str, Any]:
         "task": task.name,
         "seed": int(cfg.seed),
         "recipe": recipe,
-        "data": {**{key: plain(cfg.data[key]) for key in DATA_KEYS}, "files": data_fingerprint(cfg, task)},
+        "data": {**{key: plain(cfg.data[key]) for key in DATA_KEYS}, "files": data_fingerprint(cfg, task),
+                 "epoch_order": EPOCH_ORDER_VERSION},
         "holdout_excluded": cfg.search.split == "train_holdout",
         "precision": str(cfg.trainer.precision),
+        "execution": execution_settings(cfg),
     }
 
 

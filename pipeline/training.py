@@ -18,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from callbacks.epoch_order import EpochOrder
 from callbacks.exact_resume import ExactResume
 from lightning_modules.glue_datamodule import GlueDataModule
 from lightning_modules.glue_module import GlueModule
@@ -104,12 +105,13 @@ def recipe_module(run: Run, model: torch.nn.Module, **kwargs) -> GlueModule:
 def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, callbacks: list | None = None,
                   data: GlueDataModule | None = None, **trainer_overrides) -> pl.Trainer:
     """`trainer.fit` that checkpoints every few steps and resumes from `run_dir/checkpoints/last.ckpt`
-    exactly where it stopped (batch order, dropout RNG, optimizer, schedule: `ExactResume`)."""
+    exactly where it stopped (batch order, dropout RNG, optimizer, schedule: `ExactResume`); every
+    epoch trains on its own seeded order (`EpochOrder`)."""
     checkpoints = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0,
                                  every_n_train_steps=int(run.cfg.recipe.checkpoint_every_n_steps))
     trainer_overrides.setdefault("limit_val_batches", 0)
-    trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), ExactResume(), checkpoint],
+    trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), EpochOrder(), ExactResume(), checkpoint],
                            **trainer_overrides)
     last = checkpoints / "last.ckpt"
     if last.is_file():

@@ -6,7 +6,7 @@ import torch
 from lottery.features import PadCollator, holdout_indices, load_tokenized
 from lottery.glue_data import GlueDataError, read_split
 from lottery.models import minilm_path
-from lottery.samplers import LengthGroupedBatchSampler, ShardedSequentialBatchSampler
+from lottery.samplers import EpochBatchSampler, ShardedSequentialBatchSampler
 from lottery.tasks import TASKS, UnknownTaskError, get_task
 
 
@@ -105,10 +105,10 @@ def test_dynamic_padding_pads_to_the_longest_in_batch(tokenizer):
 
 def test_length_grouped_sampler_is_seeded_complete_and_groups_lengths():
     lengths = [(i * 37) % 100 + 1 for i in range(1000)]
-    sampler = LengthGroupedBatchSampler(lengths, 32, seed=3, group_batches=10)
+    sampler = EpochBatchSampler(lengths, 32, seed=3, group_batches=10)
     batches = list(sampler)
     assert sorted(i for b in batches for i in b) == list(range(1000))
-    assert batches == list(LengthGroupedBatchSampler(lengths, 32, seed=3, group_batches=10))
+    assert batches == list(EpochBatchSampler(lengths, 32, seed=3, group_batches=10))
     sampler.set_epoch(1)
     assert list(sampler) != batches
     padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
@@ -121,7 +121,7 @@ def test_ddp_shards_cover_every_batch_once():
     whole = list(ShardedSequentialBatchSampler(10, 3))
     shards = [list(ShardedSequentialBatchSampler(10, 3, rank=r, world_size=2)) for r in range(2)]
     assert sorted(shards[0] + shards[1]) == sorted(whole) and len(shards[0]) == 2 and len(shards[1]) == 2
-    train = [list(LengthGroupedBatchSampler(list(range(100)), 8, seed=0, rank=r, world_size=2)) for r in range(2)]
+    train = [list(EpochBatchSampler(list(range(100)), 8, seed=0, rank=r, world_size=2)) for r in range(2)]
     assert len(train[0]) == len(train[1])  # equal steps on every rank, or DDP would hang
 
 

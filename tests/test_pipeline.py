@@ -107,3 +107,15 @@ def test_wandb_logger_works_offline_and_finishes_its_runs(tmp_path, tiny_glue, m
     assert wandb.run is None  # finished, so the next stage or sweep job starts its own
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))  # one run per stage: training and its dev scores
+
+
+def test_how_a_run_executes_is_part_of_the_fine_tune_identity(tmp_path, tiny_glue):
+    """A 2-process DDP fine-tune takes half the steps of twice the batch: another model, its own folder."""
+    def folder(*extra):
+        return make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", *extra))).finetune_dir
+
+    single, ddp = folder(), folder("trainer=ddp_sim")
+    assert single != ddp and ddp != folder("trainer=ddp_sim", "trainer.devices=3")
+    assert single != folder("trainer.precision=bf16-mixed")
+    settings = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "trainer=ddp_sim"))).finetune_settings
+    assert settings["execution"] == {"accelerator": "cpu", "world_size": 2, "strategy": "DDPStrategy"}

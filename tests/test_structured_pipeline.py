@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 
 import pytest
 from pytorch_lightning.callbacks import Callback
@@ -116,7 +117,10 @@ class RecordMasks(Callback):
 def test_ddp_sim_search_gives_the_same_masks_on_both_ranks_and_as_one_process(finished, tiny_glue, tmp_path):
     root, results = finished
     cfg = compose_config(structured_overrides(root, tiny_glue, "trainer=ddp_sim"))
-    summary = search(make_run(cfg), tmp_path / "ddp", callbacks=[RecordMasks(tmp_path)])
+    run = make_run(cfg)
+    # A 2-process fine-tune is another model (its own folder); search the one-process model.
+    shutil.copytree(finetune_dir(root, "stsb"), run.finetune_dir, dirs_exist_ok=True)
+    summary = search(run, tmp_path / "ddp", callbacks=[RecordMasks(tmp_path)])
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
     assert rank0 == rank1  # the mask each rank held at the end
