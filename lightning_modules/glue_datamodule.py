@@ -34,12 +34,16 @@ class GlueDataModule(pl.LightningDataModule):
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 64, seed: int = 1337,
                  batching: str = "length_grouped", pad_to: int | None = None, num_workers: int = 0,
                  train_limit: int | None = None, eval_limit: int | None = None, selection: str = "dev",
-                 train_on: str = "train", evaluate_on: str = "dev"):
+                 train_on: str = "train", evaluate_on: str = "dev", pin_memory: bool | str = "auto"):
+        """`pin_memory`: batches in page-locked host memory, so the trainer's copy to a GPU runs
+        asynchronously (the same numbers); "auto": when the trainer runs on a CUDA GPU."""
         super().__init__()
         if selection not in SELECTIONS:
             raise ConfigError(f"search.split must be one of {SELECTIONS}, got {selection!r}")
         if batching not in BATCHINGS:
             raise ConfigError(f"data.batching must be one of {BATCHINGS}, got {batching!r}")
+        if pin_memory not in (True, False, "auto"):
+            raise ConfigError(f"data.pin_memory must be true, false or auto, got {pin_memory!r}")
         if train_on not in ("train", "selection") or evaluate_on not in ("dev", "selection"):
             raise ValueError(f"train_on must be train|selection and evaluate_on dev|selection, "
                              f"got {train_on!r}, {evaluate_on!r}")
@@ -59,6 +63,7 @@ class GlueDataModule(pl.LightningDataModule):
         self.selection = selection
         self.train_on = train_on
         self.evaluate_on = evaluate_on
+        self.pin_memory = pin_memory
         self.splits: dict[str, TokenizedSplit] = {}
         self._resume: tuple[int, int] | None = None
         self._epoch = 0
@@ -122,6 +127,16 @@ class GlueDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _pinned(self) -> bool:
+        if self.pin_memory != "auto":
+            return bool(self.pin_memory)
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def _loader(self, dataset: TokenizedSplit, sampler) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers,
+                          pin_memory=self._pinned())
+
     def _collator(self) -> PadCollator:
         return PadCollator(self.tokenizer.pad_token_id or 0, self.task.is_regression, self.pad_to)
 
@@ -139,7 +154,7 @@ class GlueDataModule(pl.LightningDataModule):
                 sampler.resume_at(*self._resume)
                 self._resume = None
             self._train_sampler = sampler
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self._collator(), num_workers=self.num_workers)
+        return self._loader(dataset, sampler)
 
     def num_selection_batches(self) -> int:
         """Batches in one pass over the selection split (all ranks together)."""
@@ -150,12 +165,9 @@ class GlueDataModule(pl.LightningDataModule):
         self.setup()
         rank, world = self._rank_world()
         names = self.task.eval_splits if self.evaluate_on == "dev" else ("selection",)
-        return [
-            DataLoader(self.splits[name], collate_fn=self._collator(), num_workers=self.num_workers,
-                       batch_sampler=ShardedSequentialBatchSampler(len(self.splits[name]), self.eval_batch_size,
-                                                                   rank=rank, world_size=world))
-            for name in names
-        ]
+        return [self._loader(self.splits[name], ShardedSequentialBatchSampler(len(self.splits[name]), self.eval_batch_size,
+                                                                              rank=rank, world_size=world))
+                for name in names]
 
     def labels_of(self, split: str) -> list:
         self.setup()

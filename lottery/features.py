@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,12 +24,18 @@ log = logging.getLogger("lottery")
 
 
 class TokenizedSplit(Dataset):
-    """Token ids of one split, unpadded; `lengths` feeds the length-grouped sampler."""
+    """Token ids of one split, unpadded; `lengths` feeds the length-grouped sampler.
+
+    The lists are the split's record (and its cache file); for batching, `rows()` holds the same
+    ids once as ready tensors, and `__getitems__` (which a DataLoader calls with a whole batch's
+    indices) cuts a batch out of them with one indexing operation instead of one tensor per example.
+    """
 
     def __init__(self, input_ids: list[list[int]], token_type_ids: list[list[int]], labels: Sequence):
         self.input_ids = input_ids
         self.token_type_ids = token_type_ids
         self.labels = list(labels)
+        self._rows: Rows | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,15 +47,53 @@ class TokenizedSplit(Dataset):
             "labels": self.labels[index],
         }
 
+    def __getitems__(self, indices: Sequence[int]) -> Rows:
+        return self.rows().take(indices)
+
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
+
+    def rows(self) -> Rows:
+        """The whole split as tensors (built once, on first use)."""
+        if self._rows is None:
+            self._rows = Rows.from_lists(self.input_ids, self.token_type_ids, self.labels)
+        return self._rows
 
     def subset(self, indices: Sequence[int]) -> TokenizedSplit:
         return TokenizedSplit(
             [self.input_ids[i] for i in indices], [self.token_type_ids[i] for i in indices],
             [self.labels[i] for i in indices],
         )
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Sequences as tensors: `input_ids` and `token_type_ids` [N, longest], zero after each row's
+    `lengths` [N]; `labels` [N] (float64 for regression scores, int64 for classes)."""
+
+    input_ids: torch.Tensor
+    token_type_ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_lists(cls, input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]],
+                   labels: Sequence) -> Rows:
+        lengths = torch.tensor([len(ids) for ids in input_ids], dtype=torch.long)
+        width = int(lengths.max()) if len(lengths) else 0
+        mask = torch.arange(width) < lengths[:, None]
+        ids = torch.zeros((len(lengths), width), dtype=torch.long)
+        types = torch.zeros((len(lengths), width), dtype=torch.long)
+        ids[mask] = torch.tensor([token for row in input_ids for token in row], dtype=torch.long)
+        types[mask] = torch.tensor([token for row in token_type_ids for token in row], dtype=torch.long)
+        return cls(ids, types, lengths, torch.tensor(list(labels)))
+
+    def take(self, indices: Sequence[int]) -> Rows:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        lengths = self.lengths[index]
+        width = int(lengths.max()) if len(index) else 0
+        return Rows(self.input_ids[index, :width], self.token_type_ids[index, :width], lengths, self.labels[index])
 
 
 def tokenize(examples: Examples, tokenizer, max_length: int) -> TokenizedSplit:
@@ -122,23 +167,30 @@ def subset_indices(num_train: int, size: int, seed: int) -> list[int]:
 
 
 class PadCollator:
-    """Pads a batch to its longest sequence (or to `pad_to` for fixed-length comparisons)."""
+    """Pads a batch to its longest sequence (or to `pad_to` for fixed-length comparisons).
+
+    Takes the `Rows` that `TokenizedSplit.__getitems__` cuts out of the split, or a list of
+    feature dicts (`dataset[i]`); either way the batch is padded with a few whole-tensor operations.
+    """
 
     def __init__(self, pad_token_id: int, regression: bool, pad_to: int | None = None):
         self.pad_token_id = pad_token_id
         self.regression = regression
         self.pad_to = pad_to
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        width = self.pad_to or max((len(f["input_ids"]) for f in features), default=0)
-        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            input_ids[row, :n] = torch.tensor(feature["input_ids"])
-            token_type_ids[row, :n] = torch.tensor(feature["token_type_ids"])
-            attention_mask[row, :n] = 1
-        labels = torch.tensor([f["labels"] for f in features], dtype=torch.float if self.regression else torch.long)
+    def __call__(self, batch: Rows | list[dict]) -> dict[str, torch.Tensor]:
+        rows = batch if isinstance(batch, Rows) else Rows.from_lists(
+            [f["input_ids"] for f in batch], [f["token_type_ids"] for f in batch], [f["labels"] for f in batch])
+        longest = rows.input_ids.shape[1]
+        width = self.pad_to or longest
+        if width < longest:
+            raise ValueError(f"a sequence of {longest} tokens does not fit pad_to={width}")
+        attention_mask = (torch.arange(width) < rows.lengths[:, None]).long()
+        input_ids = torch.full((len(rows.lengths), width), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(rows.lengths), width), dtype=torch.long)
+        token_type_ids[:, :longest] = rows.token_type_ids
+        input_ids[:, :longest] = rows.input_ids
+        input_ids.masked_fill_(attention_mask == 0, self.pad_token_id)
+        labels = rows.labels.to(torch.float if self.regression else torch.long)
         return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
                 "labels": labels}

@@ -83,8 +83,14 @@ def execution_settings(cfg: DictConfig) -> dict[str, Any]:
     strategy = cfg.trainer.get("strategy", None)
     target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy or "")
     size = world_size(cfg)
-    return {"accelerator": str(cfg.trainer.accelerator), "world_size": size,
-            "strategy": target.rsplit(".", 1)[-1] if size > 1 else "single"}
+    settings = {"accelerator": str(cfg.trainer.accelerator), "world_size": size,
+                "strategy": target.rsplit(".", 1)[-1] if size > 1 else "single"}
+    # AdamW's implementation where it changes the numbers: fused anywhere; for_loop (the same
+    # numbers as foreach on a CPU) elsewhere. Recorded only then, so other folders keep their hashes.
+    adamw = str(cfg.speed.adamw)
+    if adamw == "fused" or (adamw == "for_loop" and settings["accelerator"] != "cpu"):
+        settings["adamw"] = adamw
+    return settings
 
 
 def finetune_settings(cfg: DictConfig, task: GlueTask) -> dict[str, Any]:

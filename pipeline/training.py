@@ -97,9 +97,11 @@ def evaluate(run: Run, module: pl.LightningModule, run_dir: Path, job_type: str,
 
 
 def recipe_module(run: Run, model: torch.nn.Module, **kwargs) -> GlueModule:
-    recipe = run.cfg.recipe
+    recipe, speed = run.cfg.recipe, run.cfg.speed
     return GlueModule(model, run.task, lr=recipe.lr, adam_eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
-                      warmup_ratio=recipe.warmup_ratio, **kwargs)
+                      warmup_ratio=recipe.warmup_ratio, adamw=speed.adamw,
+                      finite_check_every_n_steps=speed.finite_check_every_n_steps,
+                      log_every_step=speed.log_every_step, **kwargs)
 
 
 def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, callbacks: list | None = None,
