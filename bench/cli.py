@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from bench import fits, measurements
+from bench import fit_overhead, fits, measurements
 from bench.decoder import decoder_steps
 from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
@@ -37,7 +37,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="32 = float32; bf16 = bfloat16 autocast as trainer.precision=bf16-mixed (default: 32 on cpu, bf16 on cuda)")
     parser.add_argument("--model", default=None, help="folder of a BERT-layout model (default: the packaged MiniLM)")
     parser.add_argument("--skip-fits", action="store_true",
-                        help="leave out the measurements that run whole fits and jobs (9, 10): a faster smoke run")
+                        help="leave out the measurements that run whole fits and jobs (9, 10, 12): a faster smoke run")
+    parser.add_argument("--only-fine-tunes", action="store_true",
+                        help="only measurement 12: the project's fine-tune vs a plain loop (bench/device_checks.sh bench)")
+    parser.add_argument("--fine-tune-models", default=None,
+                        help="comma-separated models of measurement 12: minilm, tiny or BERT-layout folders "
+                             "(default tiny,minilm; --quick: tiny)")
+    parser.add_argument("--fine-tune-examples", default=None,
+                        help="TRAIN,DEV examples of STS-B per fine-tune of measurement 12 (default: tiny 2880,512, "
+                             "others 256,128; --quick 320,128)")
     return parser.parse_args(argv)
 
 
@@ -85,6 +93,9 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     start = time.perf_counter()
     load_before = _load()
 
+    if args.only_fine_tunes:
+        rows = fine_tune_rows(args, repeats)
+        return _finish(args, rows, repeats, warmup, start, load_before)
     model = load_model(args.quick, args.model)
     batch = make_batch(args.batch_size, args.seq_len)
     log(f"model {'tiny BERT' if args.quick else args.model or 'MiniLM-L6'}, batch {args.batch_size} x {args.seq_len}, "
@@ -101,7 +112,56 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
         if not args.device.startswith("cuda"):  # CPU threads only mean something on the CPU
             rows += fits.parallel_jobs(args.threads, args.quick, 10 if args.quick else 4, args.batch_size, args.seq_len,
                                        1 if args.quick else 3)
+        rows += fine_tune_rows(args, repeats)
     rows += measurements.make_run_wall_time(args.out)
+    return _finish(args, rows, repeats, warmup, start, load_before)
+
+
+FINE_TUNE_TARGETS = {"tiny": 1.25}  # every other model: 1.10 (issue 17)
+GPU_LEVERS = {"adamw=fused": ["speed.adamw=fused"],
+              "Rich bar, drawn every batch": ["+callbacks.progress_bar.rich=true", "callbacks.progress_bar.min_interval_s=0"]}
+
+
+def fine_tune_rows(args: argparse.Namespace, repeats: int) -> list[dict]:
+    """Measurement 12 for each model: the project's fine-tune / a plain loop (bench.fit_overhead),
+    with every speed setting off as a variant; on the tiny model (CPU) each setting off in turn, on
+    a GPU the settings that matter there."""
+    from pipeline.config import default_glue_dir
+
+    glue = os.environ.get("GLUE_DIR") or default_glue_dir()
+    models = (args.fine_tune_models or ("tiny" if args.quick else "tiny,minilm")).split(",")
+    if not glue or not (Path(glue) / "STS-B").is_dir():
+        return [measurements.row(f"fine_tune_vs_plain_{i}", f"12. fine-tune / plain loop, {name}", None,
+                                 f"not measured (no STS-B under {glue})", "information", None)
+                for i, name in enumerate(models)]
+    on_gpu = args.device.startswith("cuda")
+    rows = []
+    letters = iter("abcdefghijklmnop")
+    for index, name in enumerate(models):
+        label = {"tiny": "tiny BERT", "minilm": "MiniLM-L6"}.get(name, Path(name).name)
+        if args.fine_tune_examples:
+            train, dev = (int(v) for v in args.fine_tune_examples.split(","))
+        else:
+            train, dev = (320, 128) if args.quick else (2880, 512) if name == "tiny" else (256, 128)
+        variants = {"all_off": fit_overhead.ALL_OFF}
+        if not args.quick:
+            variants.update(GPU_LEVERS if on_gpu and name != "tiny" else fit_overhead.EACH_OFF if name == "tiny" else {})
+        details, times, _ = fit_overhead.fine_tunes(name, 3, train, dev, repeats, variants)
+        target = None if args.quick else FINE_TUNE_TARGETS.get(name, 1.10)
+        rows.append(fit_overhead.fit_vs_plain_row(
+            f"fine_tune_vs_plain_{name if name in ('tiny', 'minilm') else index}",
+            f"12{next(letters)}. fine-tune (resumable fit + dev eval) / plain PyTorch loop, {label}, "
+            f"{details['steps']} steps", details, times, target))
+        if len(variants) > 1:
+            rows.append(fit_overhead.levers_row(
+                f"speed_settings_{name if name in ('tiny', 'minilm') else index}",
+                f"12{next(letters)}. {label} fine-tune with one speed setting off (or on, for fused) / with the defaults",
+                details, times))
+    return rows
+
+
+def _finish(args: argparse.Namespace, rows: list[dict], repeats: int, warmup: int, start: float,
+            load_before: str) -> int:
     rows.sort(key=lambda r: _order(r["measurement"]))
 
     result = {

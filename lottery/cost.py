@@ -1,21 +1,27 @@
 """What a ticket costs to run: parameters, analytic encoder FLOPs, and measured latency.
 
 FLOPs are read from the model's actual (pruned) shapes, so a physically pruned ticket is costed
-as it runs; the formula is in `layer_flops`, generalised to every family in `family_layer_flops`. Latency is wall
-clock on whatever device the model sits on, with torch's current intra-op thread count
-(`torch.get_num_threads()`, recorded by `ticket_cost`); the full model and the ticket are timed
-interleaved, in the same process, on the same random batch, so that machine load affects both
-alike.
+as it runs; the formula is in `layer_flops`, generalised to every family in `family_layer_flops`.
+
+Latency is measured where the model is to run: `model_cost(model, device, precision=...)` moves
+it to `device` (the run's device: a GPU in a GPU run), times an eval-mode forward pass per batch
+size with `torch.utils.benchmark.Timer.blocked_autorange` (which warms up, synchronises the GPU
+and takes many timed blocks; the median block is reported) and records the device, its name,
+the precision (fp32, or bf16 autocast as trainer.precision=bf16-mixed) and the CPU threads with
+the numbers. `ticket_cost(full_cost, ticket)` times a ticket with exactly the settings of one
+such measurement of the full model, so an experiment times its full model once and each ticket
+against it, and reports the latency speed-up next to the FLOPs speed-up.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import contextlib
+import platform
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils import benchmark
 
 from lottery.errors import ConfigError
 from lottery.models import encoder_layers, forward_inputs, model_family
@@ -128,92 +134,125 @@ def random_batch(model: nn.Module, batch_size: int, seq_len: int = 128, seed: in
     })
 
 
-def _synchronize(device: torch.device) -> None:
+PRECISIONS = ("fp32", "bf16")
+# On this project's 2-core CPU a rerun of MiniLM's timing agreed within 5% from 2 s per batch size
+# (README, "Cost of a ticket"); a GPU needs far less.
+DEFAULT_MIN_RUN_TIME_S = 2.0
+
+
+def device_name(device: torch.device) -> str:
+    """A GPU's product name, or the CPU's model name where the system gives it."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_rounds(models: dict[str, nn.Module], batch_size: int, seq_len: int, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Forward-pass seconds of each model on the same random batch: `warmup` untimed rounds, then
-    `repeats` rounds in which every model runs once (order reversed every other round, so neither
-    always runs right after the other)."""
-    if repeats < 1 or warmup < 0:
-        raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    batches = {name: random_batch(model, batch_size, seq_len) for name, model in models.items()}
-    training = {name: model.training for name, model in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
+        return torch.cuda.get_device_name(device)
     try:
-        for model in models.values():
-            model.eval()
-        with torch.inference_mode():
-            for round_index in range(warmup + repeats):
-                order = list(models) if round_index % 2 == 0 else list(reversed(models))
-                for name in order:
-                    device = batches[name]["input_ids"].device
-                    _synchronize(device)
-                    start = time.perf_counter()
-                    models[name](**batches[name])
-                    _synchronize(device)
-                    if round_index >= warmup:
-                        times[name].append(time.perf_counter() - start)
-    finally:
-        for name, model in models.items():
-            model.train(training[name])
-    return times
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or device.type
 
 
-def measure_latency(model: nn.Module, batch_size: int, seq_len: int = 128, repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of one forward pass on a random batch [batch_size, seq_len].
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
-    Eval mode (restored afterwards) under `torch.inference_mode`, with torch's current number of
-    intra-op threads (`torch.get_num_threads()`; set it before calling to compare like with like).
+
+def _latency(model: nn.Module, device: torch.device, batch_size: int, seq_len: int, precision: str,
+             threads: int, min_run_time_s: float) -> dict:
+    """Seconds of one eval-mode forward pass on a random batch [batch_size, seq_len]: the median
+    (and interquartile range) of the timed blocks of `blocked_autorange`."""
+    batch = random_batch(model, batch_size, seq_len)
+
+    def forward() -> None:
+        with torch.inference_mode(), _autocast(device, precision):
+            model(**batch)
+
+    timer = benchmark.Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
+    measurement = timer.blocked_autorange(min_run_time=min_run_time_s)
+    return {"median": measurement.median, "iqr": measurement.iqr, "blocks": len(measurement.times),
+            "runs_per_block": measurement.number_per_run}
+
+
+def model_cost(model: nn.Module, device: str | torch.device | None = None, *, batch_sizes: Sequence[int] = (1, 64),
+               seq_len: int = 128, precision: str = "fp32", threads: int | None = None,
+               min_run_time_s: float = DEFAULT_MIN_RUN_TIME_S) -> dict:
+    """Parameters, FLOPs per example and measured latency of `model` on `device`.
+
+    `device`: where to time it (default: where the model is); the model goes back where it was.
+    `precision`: fp32, or bf16 (a bfloat16 autocast, as trainer.precision=bf16-mixed runs).
+    `threads`: CPU threads while timing (default torch's current number). The model is timed in
+    eval mode, restored afterwards. Returns a JSON-friendly dict: device, device_name, precision,
+    threads, seq_len, min_run_time_s, params, encoder_params, flops_per_example, and per batch size
+    (as a string) latency_s (median seconds per forward pass), latency_iqr_s and latency_blocks.
     """
-    return statistics.median(_timed_rounds({"model": model}, batch_size, seq_len, repeats, warmup)["model"])
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not min_run_time_s > 0:
+        raise ConfigError(f"min_run_time_s must be positive, got {min_run_time_s!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    threads = int(threads or torch.get_num_threads())
+    home = next(model.parameters()).device
+    model.to(device)
+    result: dict = {
+        "device": str(device), "device_name": device_name(device), "precision": precision, "threads": threads,
+        "seq_len": seq_len, "min_run_time_s": min_run_time_s, "batch_sizes": [int(b) for b in batch_sizes],
+        "params": parameter_count(model), "encoder_params": encoder_parameter_count(model),
+        "flops_per_example": flops_per_example(model, seq_len),
+        "latency_s": {}, "latency_iqr_s": {}, "latency_blocks": {},
+    }
+    training = model.training
+    model.eval()
+    try:
+        for batch_size in batch_sizes:
+            timed = _latency(model, device, int(batch_size), seq_len, precision, threads, min_run_time_s)
+            result["latency_s"][str(batch_size)] = timed["median"]
+            result["latency_iqr_s"][str(batch_size)] = timed["iqr"]
+            result["latency_blocks"][str(batch_size)] = timed["blocks"]
+    finally:
+        model.train(training)
+        model.to(home)
+    return result
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def ticket_cost(
-    full_model: nn.Module,
-    pruned_model: nn.Module,
-    batch_sizes: Sequence[int] = (1, 64),
-    seq_len: int = 128,
-    repeats: int = 10,
-    warmup: int = 2,
-) -> dict:
-    """Parameters, FLOPs and latency of a full model and its (physically pruned) ticket.
+SETTINGS = ("device", "device_name", "precision", "threads", "seq_len", "min_run_time_s")
+PER_MODEL = ("params", "encoder_params", "flops_per_example", "latency_s", "latency_iqr_s", "latency_blocks")
 
-    Returns a JSON-friendly dict: the settings (seq_len, threads, repeats, warmup, device), per
-    model ("full", "pruned") params, encoder_params, flops_per_example and latency_s {batch size:
-    median seconds per batch}, and speedup (full / pruned) of each; a speed-up is None where the
-    ticket's count is 0 (nothing left to run).
+
+def ticket_cost(full_cost: dict, ticket: nn.Module) -> dict:
+    """The cost of a (physically pruned) `ticket`, measured with exactly the settings of
+    `full_cost` (a `model_cost` of the full model: same device, precision, threads, batch sizes,
+    sequence length and run time), against it.
+
+    Returns the settings, "full" and "pruned" (params, encoder_params, flops_per_example and the
+    latencies), "speedup" (full / pruned: params, encoder_params, flops, latency per batch size;
+    None where the ticket's count is 0, nothing left to run) and "latency_vs_flops" per batch size:
+    the latency speed-up over the FLOPs speed-up (1 = the ticket runs as much faster as its FLOPs
+    say; below 1 = less, e.g. launch overhead or layers that pruning does not shrink).
     """
-    models = {"full": full_model, "pruned": pruned_model}
-    result: dict = {
-        "seq_len": seq_len,
-        "threads": torch.get_num_threads(),
-        "repeats": repeats,
-        "warmup": warmup,
-        "device": str(next(full_model.parameters()).device),
-    }
-    for name, model in models.items():
-        result[name] = {
-            "params": parameter_count(model),
-            "encoder_params": encoder_parameter_count(model),
-            "flops_per_example": flops_per_example(model, seq_len),
-            "latency_s": {},
-        }
-    for batch_size in batch_sizes:
-        times = _timed_rounds(models, int(batch_size), seq_len, repeats, warmup)
-        for name in models:
-            result[name]["latency_s"][str(batch_size)] = statistics.median(times[name])
-    full, pruned = result["full"], result["pruned"]
+    pruned = model_cost(ticket, full_cost["device"], batch_sizes=full_cost["batch_sizes"],
+                        seq_len=full_cost["seq_len"], precision=full_cost["precision"],
+                        threads=full_cost["threads"], min_run_time_s=full_cost["min_run_time_s"])
+    result: dict = {key: full_cost[key] for key in SETTINGS}
+    result["full"] = {key: full_cost[key] for key in PER_MODEL}
+    result["pruned"] = {key: pruned[key] for key in PER_MODEL}
+    full, small = result["full"], result["pruned"]
+    flops = _ratio(full["flops_per_example"], small["flops_per_example"])
+    latency = {size: _ratio(full["latency_s"][size], small["latency_s"][size]) for size in full["latency_s"]}
     result["speedup"] = {
-        "params": _ratio(full["params"], pruned["params"]),
-        "encoder_params": _ratio(full["encoder_params"], pruned["encoder_params"]),
-        "flops": _ratio(full["flops_per_example"], pruned["flops_per_example"]),
-        "latency": {size: _ratio(full["latency_s"][size], pruned["latency_s"][size]) for size in full["latency_s"]},
+        "params": _ratio(full["params"], small["params"]),
+        "encoder_params": _ratio(full["encoder_params"], small["encoder_params"]),
+        "flops": flops,
+        "latency": latency,
     }
+    result["latency_vs_flops"] = {size: (value / flops if value is not None and flops else None)
+                                  for size, value in latency.items()}
     return result

@@ -23,7 +23,7 @@ from torch import nn
 from callbacks.weight_masks import WeightMaskEnforcer
 from lightning_modules.glue_module import GlueModule
 from lottery.accounting import embedding_parameter_count, encoder_parameter_count, structured_size
-from lottery.cost import ticket_cost
+from lottery.cost import model_cost, ticket_cost
 from lottery.errors import ConfigError, CorruptFileError
 from lottery.magnitude import WeightMasks, load_weight_masks, sparsity_report
 from lottery.masks import StructuredMasks
@@ -183,15 +183,19 @@ def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], 
     return scored
 
 
-def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, float]:
-    """Parameters, FLOPs per example and eval latency of the ticket against the full model, measured
-    in the same process (`lottery.cost.ticket_cost`), flattened to numbers; speed-ups = full / ticket
-    (absent where the ticket keeps nothing to run)."""
+def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, float | str]:
+    """Parameters, FLOPs per example and eval latency of the ticket against the full model, on the
+    run's device and precision (`lottery.cost`), flattened; speed-ups = full / ticket (absent where
+    the ticket keeps nothing to run)."""
     settings = run.cfg.cost
-    device = next(full.parameters()).device
-    measured = ticket_cost(full.eval(), ticket.to(device).eval(), batch_sizes=tuple(settings.batch_sizes),
-                           seq_len=int(settings.seq_len), repeats=int(settings.repeats), warmup=int(settings.warmup))
-    flat = {"seq_len": float(measured["seq_len"]), "threads": float(measured["threads"])}
+    device = "cuda" if str(run.cfg.trainer.accelerator) in ("gpu", "cuda") else "cpu"
+    precision = "bf16" if str(run.cfg.trainer.precision).startswith("bf16") else "fp32"
+    full_cost = model_cost(full, device, batch_sizes=tuple(settings.batch_sizes), seq_len=int(settings.seq_len),
+                           precision=precision, min_run_time_s=float(settings.min_run_time_s))
+    measured = ticket_cost(full_cost, ticket)
+    flat: dict[str, float | str] = {"device": measured["device_name"] if device == "cuda" else "cpu",
+                                    "precision": precision, "seq_len": float(measured["seq_len"]),
+                                    "threads": float(measured["threads"])}
     for name in ("full", "pruned"):
         part = measured[name]
         flat[f"params_{name}"] = float(part["params"])
@@ -200,6 +204,7 @@ def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, floa
             flat[f"latency_ms_b{size}_{name}"] = 1000.0 * seconds
     speedup = measured["speedup"]
     candidates = {"speedup_flops": speedup["flops"], "speedup_params": speedup["params"],
-                  **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()}}
+                  **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()},
+                  **{f"latency_vs_flops_b{size}": value for size, value in measured["latency_vs_flops"].items()}}
     flat.update({key: float(value) for key, value in candidates.items() if value is not None})
     return flat

@@ -1,9 +1,9 @@
-"""What a ticket costs: FLOPs against a hand computation, parameters, latency and ticket_cost."""
+"""What a ticket costs: FLOPs against a hand computation, parameters, and the fields of model_cost and
+ticket_cost (not their timings)."""
 
 import json
 
 import pytest
-import torch
 
 import bench.flops
 from lottery import cost
@@ -52,31 +52,52 @@ def test_parameter_counts():
     assert cost.parameter_count(model) - cost.parameter_count(pruned) == removed
 
 
-def test_measure_latency_is_positive_and_restores_the_mode():
+QUICK = {"batch_sizes": (1, 4), "seq_len": 16, "min_run_time_s": 0.01}
+
+
+def test_model_cost_records_where_and_how_it_was_measured():
     model = tiny_bert(seed=0).train()
-    seconds = cost.measure_latency(model, batch_size=2, seq_len=16, repeats=2, warmup=1)
-    assert seconds > 0 and model.training
-    with pytest.raises(ConfigError, match="repeats"):
-        cost.measure_latency(model, batch_size=2, seq_len=16, repeats=0)
+    result = cost.model_cost(model, "cpu", threads=1, **QUICK)
+    assert result["device"] == "cpu" and result["device_name"] and result["precision"] == "fp32"
+    assert result["threads"] == 1 and result["seq_len"] == 16 and result["min_run_time_s"] == 0.01
+    assert result["batch_sizes"] == [1, 4] and result["params"] == cost.parameter_count(model)
+    assert result["flops_per_example"] == cost.flops_per_example(model, 16)
+    for field in ("latency_s", "latency_iqr_s", "latency_blocks"):
+        assert set(result[field]) == {"1", "4"}, field
+    assert all(v > 0 for v in result["latency_s"].values()) and all(n >= 1 for n in result["latency_blocks"].values())
+    assert model.training and next(model.parameters()).device.type == "cpu"  # mode and place restored
+    assert cost.model_cost(model, precision="bf16", **QUICK)["precision"] == "bf16"
+    json.dumps(result)
 
 
-def test_ticket_cost_of_a_heavily_pruned_ticket():
-    result = cost.ticket_cost(tiny_bert(seed=0), pruned_tiny(), batch_sizes=(1, 4), seq_len=16, repeats=2, warmup=1)
-    assert {"seq_len", "threads", "repeats", "warmup", "device", "full", "pruned", "speedup"} <= set(result)
-    assert result["threads"] == torch.get_num_threads() and result["device"] == "cpu"
+@pytest.mark.parametrize("bad", [{"precision": "fp16"}, {"min_run_time_s": 0}])
+def test_model_cost_refuses_bad_settings(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        cost.model_cost(tiny_bert(seed=0), **{**QUICK, **bad})
+
+
+def test_a_ticket_is_measured_with_the_full_models_settings_against_its_one_measurement():
+    full = cost.model_cost(tiny_bert(seed=0), "cpu", precision="bf16", threads=1, **QUICK)
+    result = cost.ticket_cost(full, pruned_tiny())
+    for key in ("device", "device_name", "precision", "threads", "seq_len", "min_run_time_s"):
+        assert result[key] == full[key], key
+    assert result["full"]["latency_s"] == full["latency_s"]  # reused, not measured again
     for name in ("full", "pruned"):
-        assert set(result[name]) == {"params", "encoder_params", "flops_per_example", "latency_s"}
+        assert set(result[name]) == {"params", "encoder_params", "flops_per_example", "latency_s", "latency_iqr_s",
+                                     "latency_blocks"}
         assert set(result[name]["latency_s"]) == {"1", "4"} and all(v > 0 for v in result[name]["latency_s"].values())
     assert result["pruned"]["flops_per_example"] < result["full"]["flops_per_example"]
     assert result["pruned"]["params"] < result["full"]["params"]
     assert result["speedup"]["flops"] == pytest.approx(result["full"]["flops_per_example"] / result["pruned"]["flops_per_example"])
     assert result["speedup"]["flops"] > 1 and result["speedup"]["encoder_params"] > 1
-    assert set(result["speedup"]["latency"]) == {"1", "4"}
+    for size in ("1", "4"):
+        assert result["latency_vs_flops"][size] == pytest.approx(result["speedup"]["latency"][size] / result["speedup"]["flops"])
     json.dumps(result)
 
 
 def test_a_ticket_with_nothing_left_has_no_flops_speedup():
     empty = prune_structure(tiny_bert(seed=0), StructuredMasks([[0] * 4] * 2, [0, 0]))
     assert cost.flops_per_example(empty) == 0
-    result = cost.ticket_cost(tiny_bert(seed=0), empty, batch_sizes=(1,), seq_len=8, repeats=1, warmup=0)
+    result = cost.ticket_cost(cost.model_cost(tiny_bert(seed=0), batch_sizes=(1,), seq_len=8, min_run_time_s=0.01), empty)
     assert result["speedup"]["flops"] is None and result["speedup"]["encoder_params"] > 1
+    assert result["latency_vs_flops"] == {"1": None}

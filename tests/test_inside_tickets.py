@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lottery.patterns import TYPES
 from lottery.report import write_report
@@ -22,7 +23,7 @@ def sweep(tmp_path_factory, tiny_glue):
     for seed in (1, 2):
         base = tiny_overrides(root, tiny_glue, "task=rte", f"seed={seed}")
         results[seed] = train(compose_config([*base, "experiment=structured", "structured.head_fraction=0.25",
-                                              "tickets.retrain=false", "cost.repeats=1", "cost.warmup=0"]))
+                                              "tickets.retrain=false", "cost.min_run_time_s=0.01"]))
         train(compose_config([*base, "experiment=patterns", "patterns.examples=8"]))
     return root, results
 
@@ -46,6 +47,7 @@ def test_every_ticket_records_what_it_costs(sweep):
         assert cost["params_full"] > cost["params_pruned"] or ticket["heads_kept"] == 8  # physically smaller
         assert cost["flops_per_example_pruned"] <= cost["flops_per_example_full"]
         assert cost["latency_ms_b1_full"] > 0 and cost["latency_ms_b64_pruned"] > 0
+        assert cost["device"] == "cpu" and cost["precision"] == "fp32" and cost["threads"] == torch.get_num_threads()
         if "speedup_flops" in cost:
             assert cost["speedup_flops"] == pytest.approx(cost["flops_per_example_full"] / cost["flops_per_example_pruned"])
 
