@@ -93,8 +93,8 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     start = time.perf_counter()
     load_before = _load()
 
-    if args.only_fine_tunes:
-        rows = fine_tune_rows(args, repeats)
+    if args.only_fine_tunes:  # the files are rewritten after each model, so a timeout keeps the finished ones
+        rows = fine_tune_rows(args, repeats, lambda done: _finish(args, list(done), repeats, warmup, start, load_before))
         return _finish(args, rows, repeats, warmup, start, load_before)
     model = load_model(args.quick, args.model)
     batch = make_batch(args.batch_size, args.seq_len)
@@ -122,10 +122,10 @@ GPU_LEVERS = {"adamw=fused": ["speed.adamw=fused"],
               "Rich bar, drawn every batch": ["+callbacks.progress_bar.rich=true", "callbacks.progress_bar.min_interval_s=0"]}
 
 
-def fine_tune_rows(args: argparse.Namespace, repeats: int) -> list[dict]:
+def fine_tune_rows(args: argparse.Namespace, repeats: int, after_each=None) -> list[dict]:
     """Measurement 12 for each model: the project's fine-tune / a plain loop (bench.fit_overhead),
     with every speed setting off as a variant; on the tiny model (CPU) each setting off in turn, on
-    a GPU the settings that matter there."""
+    a GPU the settings that matter there. `after_each(rows)` is called after each model."""
     from pipeline.config import default_glue_dir
 
     glue = os.environ.get("GLUE_DIR") or default_glue_dir()
@@ -157,6 +157,8 @@ def fine_tune_rows(args: argparse.Namespace, repeats: int) -> list[dict]:
                 f"speed_settings_{name if name in ('tiny', 'minilm') else index}",
                 f"12{next(letters)}. {label} fine-tune with one speed setting off (or on, for fused) / with the defaults",
                 details, times))
+        if after_each is not None:
+            after_each(rows)
     return rows
 
 

@@ -14,8 +14,8 @@
 # DEADLINE_S (protocol: seconds the sweep may take before unfinished jobs are stopped; 520),
 # PYTHON (python3). A dry run of the script itself on a CPU:
 #   TRAINER=cpu DDP_TRAINER=ddp_sim BENCH_DEVICE=cpu MODEL_OVERRIDES=model=tiny EXTRA=debug=fast ...
-# and for bench mode also: FINE_TUNE_MODELS=tiny PACK_SIZES=tiny PACK_KS="1 2" PACK_SECONDS=5 BENCH_REPEATS=1
-# (bench mode's other knobs: FINE_TUNE_EXAMPLES ("1920,512"), FINE_TUNE_S (180), PACK_S (130), E2E_S (150): the
+# and for bench mode also: FINE_TUNE_MODELS=tiny PACK_SIZES=tiny PACK_KS="1 2" PACK_SECONDS=5 PACK_STARTUP_S=30 BENCH_REPEATS=1
+# (bench mode's other knobs: FINE_TUNE_EXAMPLES ("960,256"), FINE_TUNE_S (200), PACK_S (130), E2E_S (150): the
 # timeouts of its three parts).
 # Everything under OUT is small: run folders are packed into tarballs without model weights,
 # checkpoints or tokenizers. Jobs are the pipeline's own, idempotent: the fine-tune of a (task, seed)
@@ -99,8 +99,8 @@ bench() {  # each part bounded by its own timeout; a part that fails or times ou
   echo "[device] random ${PACK_SIZES:-bert_base}-sized BERT written: exit $? at $SECONDS s" | tee -a "$work/logs/commands.txt"
 
   # 1. The project's fine-tune / a plain PyTorch loop (bench.fit_overhead), before MPS starts.
-  timeout ${FINE_TUNE_S:-180} $py -m bench --device $bench_device --only-fine-tunes --repeats ${BENCH_REPEATS:-2} \
-    --fine-tune-models "${FINE_TUNE_MODELS:-minilm,$bert}" --fine-tune-examples "${FINE_TUNE_EXAMPLES:-1920,512}" \
+  timeout ${FINE_TUNE_S:-200} $py -m bench --device $bench_device --only-fine-tunes --repeats ${BENCH_REPEATS:-2} \
+    --fine-tune-models "${FINE_TUNE_MODELS:-minilm,$bert}" --fine-tune-examples "${FINE_TUNE_EXAMPLES:-960,256}" \
     --out "$work/fine_tunes" >"$work/logs/fine_tunes.log" 2>&1
   echo "[device] fine-tunes vs plain loop: exit $? at $SECONDS s" | tee -a "$work/logs/commands.txt"
 

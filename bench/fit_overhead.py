@@ -219,6 +219,11 @@ def _ratios(times, numerator: str, denominator: str) -> list[float]:
     return sorted(a / b for a, b in zip(times.wall[numerator], times.wall[denominator], strict=True))
 
 
+def _as_logged(metrics: dict) -> dict:
+    """Metrics rounded to float32, as Lightning's self.log stores them."""
+    return {name: float(torch.tensor(value, dtype=torch.float32)) for name, value in metrics.items()}
+
+
 def fit_vs_plain_row(key: str, label: str, details: dict, times, target: float | None) -> dict:
     """The project's fine-tune (default settings) / the plain loop; with "all_off" among the
     variants, also the same with every speed setting off (the state before issue 17's levers)."""
@@ -235,7 +240,7 @@ def fit_vs_plain_row(key: str, label: str, details: dict, times, target: float |
     return row(key, label, ratio, text + ")", f"<= {target:.2f}" if target else "information",
                ratio <= target if target else None, min_ratio=values[0],
                identical_weights=difference == 0, cpu_time_ratio=times.ratio("project", "plain", "cpu"),
-               same_dev_metrics=details["dev_metrics"]["project"] == details["dev_metrics"]["plain"],
+               same_dev_metrics=_as_logged(details["dev_metrics"]["project"]) == _as_logged(details["dev_metrics"]["plain"]),
                **extra, **details)
 
 

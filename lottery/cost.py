@@ -135,8 +135,10 @@ def random_batch(model: nn.Module, batch_size: int, seq_len: int = 128, seed: in
 
 
 PRECISIONS = ("fp32", "bf16")
-# On this project's 2-core CPU a rerun of MiniLM's timing agreed within 5% from 2 s per batch size
-# (README, "Cost of a ticket"); a GPU needs far less.
+# MiniLM on 2 shared CPU cores (others' jobs running), three reruns of model_cost at batch 1 and 64:
+# 2 s per batch size gave 59-67 / 2 timed blocks; the fastest block agreed within 6.0% / 2.7%, the
+# median within 18.7% / 5.7% (1 s: 2.8-7.4% / 6.9%; 4 s: no better, the load drifted). A GPU needs
+# far less time per batch size.
 DEFAULT_MIN_RUN_TIME_S = 2.0
 
 
@@ -172,7 +174,8 @@ def _latency(model: nn.Module, device: torch.device, batch_size: int, seq_len: i
 
     timer = benchmark.Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
     measurement = timer.blocked_autorange(min_run_time=min_run_time_s)
-    return {"median": measurement.median, "iqr": measurement.iqr, "blocks": len(measurement.times),
+    return {"median": measurement.median, "iqr": measurement.iqr, "min": min(measurement.times),
+            "blocks": len(measurement.times),
             "runs_per_block": measurement.number_per_run}
 
 
@@ -186,7 +189,9 @@ def model_cost(model: nn.Module, device: str | torch.device | None = None, *, ba
     `threads`: CPU threads while timing (default torch's current number). The model is timed in
     eval mode, restored afterwards. Returns a JSON-friendly dict: device, device_name, precision,
     threads, seq_len, min_run_time_s, params, encoder_params, flops_per_example, and per batch size
-    (as a string) latency_s (median seconds per forward pass), latency_iqr_s and latency_blocks.
+    (as a string) latency_s (median seconds per forward pass over the timed blocks), latency_iqr_s,
+    latency_min_s (the fastest block: what other processes on a shared machine slow down least) and
+    latency_blocks.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -203,7 +208,7 @@ def model_cost(model: nn.Module, device: str | torch.device | None = None, *, ba
         "seq_len": seq_len, "min_run_time_s": min_run_time_s, "batch_sizes": [int(b) for b in batch_sizes],
         "params": parameter_count(model), "encoder_params": encoder_parameter_count(model),
         "flops_per_example": flops_per_example(model, seq_len),
-        "latency_s": {}, "latency_iqr_s": {}, "latency_blocks": {},
+        "latency_s": {}, "latency_iqr_s": {}, "latency_min_s": {}, "latency_blocks": {},
     }
     training = model.training
     model.eval()
@@ -212,6 +217,7 @@ def model_cost(model: nn.Module, device: str | torch.device | None = None, *, ba
             timed = _latency(model, device, int(batch_size), seq_len, precision, threads, min_run_time_s)
             result["latency_s"][str(batch_size)] = timed["median"]
             result["latency_iqr_s"][str(batch_size)] = timed["iqr"]
+            result["latency_min_s"][str(batch_size)] = timed["min"]
             result["latency_blocks"][str(batch_size)] = timed["blocks"]
     finally:
         model.train(training)
@@ -224,7 +230,8 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 SETTINGS = ("device", "device_name", "precision", "threads", "seq_len", "min_run_time_s")
-PER_MODEL = ("params", "encoder_params", "flops_per_example", "latency_s", "latency_iqr_s", "latency_blocks")
+PER_MODEL = ("params", "encoder_params", "flops_per_example", "latency_s", "latency_iqr_s", "latency_min_s",
+             "latency_blocks")
 
 
 def ticket_cost(full_cost: dict, ticket: nn.Module) -> dict:

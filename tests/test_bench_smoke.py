@@ -23,6 +23,7 @@ EXPECTED_IDS = {
     "parallel_oversubscribed",
     "decoder_masked_overhead",
     "decoder_pruned_vs_masked",
+    "fine_tune_vs_plain_tiny",
 }
 
 
@@ -40,6 +41,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys):
         assert row["display"] and row["target"], key
     assert rows["make_run_wall_time"]["display"] == "not recorded" or rows["make_run_wall_time"]["value"] is not None
     assert rows["mrpc_padding"]["display"].startswith("not measured")
+    fine_tune = rows["fine_tune_vs_plain_tiny"]["details"]
+    assert fine_tune["identical_weights"] and fine_tune["same_dev_metrics"]  # the plain loop does the same work
 
     markdown = (tmp_path / "bench.md").read_text()
     assert "| measurement | value | target | pass/fail |" in markdown

@@ -62,7 +62,7 @@ def test_model_cost_records_where_and_how_it_was_measured():
     assert result["threads"] == 1 and result["seq_len"] == 16 and result["min_run_time_s"] == 0.01
     assert result["batch_sizes"] == [1, 4] and result["params"] == cost.parameter_count(model)
     assert result["flops_per_example"] == cost.flops_per_example(model, 16)
-    for field in ("latency_s", "latency_iqr_s", "latency_blocks"):
+    for field in ("latency_s", "latency_iqr_s", "latency_min_s", "latency_blocks"):
         assert set(result[field]) == {"1", "4"}, field
     assert all(v > 0 for v in result["latency_s"].values()) and all(n >= 1 for n in result["latency_blocks"].values())
     assert model.training and next(model.parameters()).device.type == "cpu"  # mode and place restored
@@ -84,7 +84,7 @@ def test_a_ticket_is_measured_with_the_full_models_settings_against_its_one_meas
     assert result["full"]["latency_s"] == full["latency_s"]  # reused, not measured again
     for name in ("full", "pruned"):
         assert set(result[name]) == {"params", "encoder_params", "flops_per_example", "latency_s", "latency_iqr_s",
-                                     "latency_blocks"}
+                                     "latency_min_s", "latency_blocks"}
         assert set(result[name]["latency_s"]) == {"1", "4"} and all(v > 0 for v in result[name]["latency_s"].values())
     assert result["pruned"]["flops_per_example"] < result["full"]["flops_per_example"]
     assert result["pruned"]["params"] < result["full"]["params"]
