@@ -24,11 +24,16 @@ TASKS = {"stsb": ("pearson_spearman", "pearson", ["pearson", "spearman", "pearso
          "rte": ("accuracy", "accuracy", ["accuracy"])}
 # The structured (paper) stsb good-ticket retrained Pearson, so that one cell can be checked by hand.
 STSB_GOOD_RETRAINED = {1337: 0.70, 42: 0.76, 86: 0.82}
-VARIANTS = {  # variant -> (mode, protocol, group hash)
-    "structured-paper": ("structured", "paper", "aaaa0001"),
-    "structured-clean": ("structured", "clean", "aaaa0002"),
-    "magnitude-paper": ("magnitude", "paper", "aaaa0003"),
+PAPER_KEYS = {"accumulate": "running", "phase_change": "failed", "sampling": "bernoulli"}
+CLEAN_KEYS = {"accumulate": "per_batch", "phase_change": "passing", "sampling": "exact"}
+VARIANTS = {  # variant -> (mode, protocol name, group hash, protocol keys)
+    "structured-paper": ("structured", "paper", "aaaa0001", PAPER_KEYS),
+    "structured-clean": ("structured", "clean", "aaaa0002", CLEAN_KEYS),
+    # paper with one key flipped (what +sweep=protocol_keys runs): labelled custom
+    "structured-custom": ("structured", "custom", "aaaa0004", {**PAPER_KEYS, "accumulate": "per_batch"}),
+    "magnitude-paper": ("magnitude", "paper", "aaaa0003", {"magnitude_exit": "previous"}),
 }
+STRUCTURED_VARIANTS = [v for v, (mode, *_) in VARIANTS.items() if mode == "structured"]
 STRUCTURED_FIGURES = ["bars", "structured_heatmap", "stability", "super_tickets", "task_overlap"]
 
 
@@ -56,7 +61,7 @@ def _magnitude_ticket(rng, metrics, level):
 
 
 def _result(rng, task, variant, seed, settings_extra=None):
-    mode, protocol, group = VARIANTS[variant]
+    mode, protocol, group, keys = VARIANTS[variant]
     metric, table_metric, metrics = TASKS[task]
     full = 0.85 if task == "stsb" else 0.65
     levels = {"good": full * 0.93, "random": full * 0.6, "bad": full * 0.4}
@@ -68,13 +73,18 @@ def _result(rng, task, variant, seed, settings_extra=None):
         tickets["good"].retrained["pearson"] = STSB_GOOD_RETRAINED[seed]
     if mode == "magnitude" and task == "rte":
         tickets["random"].pruned = None  # not run: the table shows "-"
-    keys = {"accumulate": "running" if protocol == "paper" else "per_batch"} if mode == "structured" else {}
-    settings = {"task": task, "seed": seed, "mode": mode, "recipe": {"lr": 5e-5},
-                mode: {"search": {"phase_change": "failed" if protocol == "paper" else "passing"},
-                       "importance": {"name": "michel", **keys}}, **(settings_extra or {})}
+    if mode == "structured":  # where the pipeline records each key among the mode's settings
+        mode_settings = {"search": {"phase_change": keys["phase_change"], "threshold": 0.9},
+                         "importance": {"name": "michel", "accumulate": keys["accumulate"]}, "sampling": keys["sampling"]}
+    else:
+        mode_settings = {"exit_mask": keys["magnitude_exit"], "fraction": 0.1}
+    settings = {"task": task, "seed": seed, "mode": mode, "recipe": {"lr": 5e-5}, mode: mode_settings,
+                **(settings_extra or {})}
+    preset = "paper" if protocol == "custom" else protocol
+    differs = sorted(k for k, v in keys.items() if PAPER_KEYS.get(k, v) != v) if protocol == "custom" else []
     return Results(
         model="minilm", task=task, seed=seed, mode=mode, variant=variant, group=group, settings=settings,
-        protocol={"name": protocol, "preset": protocol, "keys": keys, "differs_from_preset": []},
+        protocol={"name": protocol, "preset": preset, "keys": keys, "differs_from_preset": differs},
         unit="structured" if mode == "structured" else "weights", label_prefix=mode[0],
         figures=STRUCTURED_FIGURES if mode == "structured" else ["bars", "magnitude_heatmap"],
         metric=metric, table_metric=table_metric, metrics=metrics, num_layers=LAYERS, num_heads=HEADS,
