@@ -398,7 +398,7 @@ def task_overlap_vs_chance(masks: Mapping[str, Mapping[object, np.ndarray]], per
     permuted on its own). The diagonal (what a task keeps) is fixed by the sizes: its chance is the
     observed value and its p is nan.
     """
-    tasks, seeds, stacked = _aligned_task_masks(masks)
+    tasks, _seeds, stacked = _aligned_task_masks(masks)
     n_seeds, n_tasks, n = stacked.shape
     as_float = stacked.astype(float)
     observed = np.einsum("stn,sun->tu", as_float, as_float) / n_seeds

@@ -26,7 +26,6 @@ from lottery.report.discover import Loaded
 from lottery.report.masks import same_shape, structured_masks, weight_survival
 from lottery.schema import EVALUATIONS
 
-
 COMPONENT_TITLES = {"heads": "Heads", "mlps": "MLPs"}
 NOT_ABOVE_CHANCE_AT = 0.05
 HATCH = "///"

@@ -185,8 +185,8 @@ def write_task_overlap(groups: dict[GroupKey, list[Loaded]], out: Path, seed: in
                 for j, b in enumerate(names):
                     cells.loc[a, b] = (f"{mean[i, j]:.1f} (kept)" if i == j
                                        else _vs_chance(mean[i, j], vs["chance"][i, j], vs["p"][i, j], 1))
-            sections += ["", f"## {COMPONENT_NAMES[component]} kept in both tasks' good masks of the same seed "
-                             "(mean over seeds; diagonal: kept by the task)", "", markdown_table(cells, "task")]
+            sections += ["", (f"## {COMPONENT_NAMES[component]} kept in both tasks' good masks of the same seed "
+                             "(mean over seeds; diagonal: kept by the task)"), "", markdown_table(cells, "task")]
         super_good = {task: super_masks(group, seed)[0]["super_good"]["head_mask"] for task, group in per_task.items()}
         flat = {t: np.asarray(m).ravel() for t, m in sorted(super_good.items())}
         names, matrix = stability.overlap_matrix(flat)

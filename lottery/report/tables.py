@@ -253,16 +253,16 @@ def differences_markdown(frame: pd.DataFrame) -> str:
     lines = [
         "# Differences between tickets, paired by seed",
         "",
-        "Per task: good minus random and good minus bad tickets on the table metric, pruned and retrained, "
+        ("Per task: good minus random and good minus bad tickets on the table metric, pruned and retrained, "
         "paired by seed (the same fine-tuned model). Each cell: mean difference [95% t-interval of the mean]; "
         "in how many seeds good is higher; p2 = two-sided and p1 = one-sided (good > other, the direction the "
         "paper claims for pruned tickets) p-values of an exact sign-flip permutation test over the seeds (all "
-        "2^n sign patterns of the per-seed differences).",
+        "2^n sign patterns of the per-seed differences)."),
         "",
-        f"With n seeds the smallest p this test can give is 2/2^n two-sided and 1/2^n one-sided ({floors or 'no pairs'})."
+        (f"With n seeds the smallest p this test can give is 2/2^n two-sided and 1/2^n one-sided ({floors or 'no pairs'})."
         " With 5 seeds that is 2/32 = 0.0625 two-sided: no two-sided test of 5 seeds can reach 0.05, whatever the "
         "differences. The one-sided p is stated as one-sided; it reaches 1/32 = 0.031 only when good is higher in "
-        "every seed. No correction for the number of tests.",
+        "every seed. No correction for the number of tests."),
     ]
     for (model, variant), part in frame.groupby(["model", "variant"], sort=False):
         columns = list(dict.fromkeys(part["task"]))
