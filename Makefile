@@ -35,7 +35,7 @@ test-all: $(STAMP) ## the test suite including slow tests on the real MiniLM and
 bench: $(STAMP) ## speed benchmarks; writes bench/results/*.json and *.md
 	$(PY) -m bench $(ARGS)
 
-sweep: $(STAMP) ## a Hydra multirun sweep from conf/sweep/$(SWEEP).yaml (SWEEP=smoke|paper|protocol)
+sweep: $(STAMP) ## a Hydra multirun sweep from conf/sweep/$(SWEEP).yaml (SWEEP=smoke|paper|protocol|protocol_keys)
 	$(PY) -m lottery -m +sweep=$(SWEEP) $(ARGS)
 
 report: $(STAMP) ## tables and figures of every results.json under DIR (default outputs/)
