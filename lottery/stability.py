@@ -224,6 +224,8 @@ def chance_jaccard(kept_a: int, kept_b: int, n: int) -> float:
 def _chance_jaccard(a: int, b: int, n: int) -> float:
     if a == 0 and b == 0:
         return EMPTY_JACCARD
+    if max(a, b) == n:  # one mask keeps everything: the other lies inside it
+        return min(a, b) / n
     shared = np.arange(max(0, a + b - n), min(a, b) + 1)
     return float(np.sum(hypergeom.pmf(shared, n, a, b) * shared / (a + b - shared)))
 
