@@ -462,3 +462,23 @@ def test_main_with_fake_wandb(sweep, written, monkeypatch, capsys):
     assert calls["logged"]["figures/bars_minilm_structured-paper_stsb"][0] == "image"
     out = capsys.readouterr().out
     assert f"under {sweep / 'report'}" in out and "table.md" in out
+
+
+def test_heatmaps_hatch_cells_not_above_chance(sweep, written):
+    from lottery.report import figures
+
+    def hatched(figure):
+        return sum(1 for ax in figure.axes for patch in ax.patches if patch.get_hatch())
+
+    matrix = np.array([[1.0, 0.6, 0.2], [0.6, 1.0, 0.3], [0.2, 0.3, 1.0]])
+    p = np.array([[np.nan, 0.001, 0.5], [0.001, np.nan, 0.05], [0.5, 0.05, np.nan]])
+    figure = figures.overlap_heatmap("m", "v", ["a", "b", "c"], matrix, np.full((3, 3), 0.3), p)
+    assert hatched(figure) == 4  # (a, c), (b, c) and their mirrors; the diagonal has no test
+    assert any("not above chance" in text.get_text() for legend in figure.legends for text in legend.get_texts())
+    counts = figures.overlap_counts_heatmap("m", "v", "heads", ["a", "b", "c"], matrix * 40, np.zeros((3, 3)),
+                                            np.full((3, 3), 10.0), p)
+    assert hatched(counts) == 4
+    # 3 seeds of ~70% survival: no head survives more often than chance at 0.05, so every cell is hatched
+    group = group_runs(discover(sweep, exclude=sweep / "report").runs)[("minilm", "structured-paper", "rte")]
+    heatmap = figures.structured_heatmap("minilm", "structured-paper", "rte", group)
+    assert hatched(heatmap) == LAYERS * HEADS + LAYERS
