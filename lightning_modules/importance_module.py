@@ -16,11 +16,11 @@ from torch import nn
 from lightning_modules.metrics import TaskMetrics
 from lottery.importance import Criterion
 from lottery.masks import StructuredMasks
-from lottery.tasks import GlueTask, get_task
+from lottery.tasks import Task, get_task
 
 
 class ImportanceModule(pl.LightningModule):
-    def __init__(self, model: nn.Module, task: str | GlueTask, masks: StructuredMasks, criterion: Criterion):
+    def __init__(self, model: nn.Module, task: str | Task, masks: StructuredMasks, criterion: Criterion):
         super().__init__()
         self.model = model
         self.task = get_task(task) if isinstance(task, str) else task

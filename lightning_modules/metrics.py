@@ -9,14 +9,15 @@ from torchmetrics import MaxMetric, MetricCollection, MinMetric
 from torchmetrics.classification import (
     BinaryF1Score,
     MulticlassAccuracy,
+    MulticlassF1Score,
     MulticlassMatthewsCorrCoef,
 )
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from lottery.tasks import GlueTask, split_suffix
+from lottery.tasks import Task, split_suffix
 
 
-def metric_collection(task: GlueTask, split: str) -> MetricCollection:
+def metric_collection(task: Task, split: str) -> MetricCollection:
     suffix = split_suffix(split)
     others = {split_suffix(name) for name in task.eval_splits} - {"", suffix}
     if suffix:
@@ -25,7 +26,8 @@ def metric_collection(task: GlueTask, split: str) -> MetricCollection:
         wanted = {name for name in task.metrics if not any(name.endswith(other) for other in others)}
     factories = {
         "accuracy": lambda: MulticlassAccuracy(num_classes=max(task.num_labels, 2), average="micro"),
-        "f1": BinaryF1Score,
+        "f1": BinaryF1Score,  # of label 1, as GLUE's
+        "f1_macro": lambda: MulticlassF1Score(num_classes=task.num_labels, average="macro"),
         "mcc": lambda: MulticlassMatthewsCorrCoef(num_classes=task.num_labels),
         "pearson": PearsonCorrCoef,
         "spearman": SpearmanCorrCoef,
@@ -36,7 +38,7 @@ def metric_collection(task: GlueTask, split: str) -> MetricCollection:
 class TaskMetrics(nn.Module):
     """One MetricCollection per dev split; `compute()` adds the derived pruning metric."""
 
-    def __init__(self, task: GlueTask):
+    def __init__(self, task: Task):
         super().__init__()
         self.task = task
         self.splits = list(task.eval_splits)

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from lottery.custom_tasks import default_task_name
 from lottery.errors import ConfigError
 from lottery.models import TINY_FAMILIES
 from lottery.pass_rule import check_threshold
@@ -55,6 +56,7 @@ def register_resolvers() -> None:
         "tiny_id": tiny_model_id,
         "default_glue_dir": default_glue_dir,
         "hydra_dir": writable_or_temporary,
+        "custom_task_name": default_task_name,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -38,7 +38,7 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
         group=run.group, settings=run.settings, protocol=run.protocol, unit=mode.unit, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
-        majority_baseline=majority, search=search, warning=warning,
+        majority_baseline=majority, search=search, warning=warning, label_names=list(run.task.labels) or None,
     )
 
 
