@@ -3,6 +3,8 @@ synchronised across DDP ranks."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
@@ -24,13 +26,20 @@ def metric_collection(task: Task, split: str) -> MetricCollection:
         wanted = {name.removesuffix(suffix) for name in task.metrics if name.endswith(suffix)}
     else:
         wanted = {name for name in task.metrics if not any(name.endswith(other) for other in others)}
+    def spearman() -> SpearmanCorrCoef:
+        # It keeps every prediction to rank them, as an exact Spearman over dev must: its warning
+        # about that memory is by design here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Metric `SpearmanCorrcoef` will save all targets")
+            return SpearmanCorrCoef()
+
     factories = {
         "accuracy": lambda: MulticlassAccuracy(num_classes=max(task.num_labels, 2), average="micro"),
         "f1": BinaryF1Score,  # of label 1, as GLUE's
         "f1_macro": lambda: MulticlassF1Score(num_classes=task.num_labels, average="macro"),
         "mcc": lambda: MulticlassMatthewsCorrCoef(num_classes=task.num_labels),
         "pearson": PearsonCorrCoef,
-        "spearman": SpearmanCorrCoef,
+        "spearman": spearman,
     }
     return MetricCollection({name + suffix: factories[name]() for name in sorted(wanted)})
 
