@@ -104,9 +104,9 @@ def card_data(results: Results, kind: str, base_model: str | None, license: str 
         scores = getattr(ticket, evaluation) or {}
         for metric in results.metrics:
             suffix = next((s for s in suffixes if s and metric.endswith(s)), "")
-            hub_metric, args = HUB_METRICS.get(metric.removesuffix(suffix), (metric.removesuffix(suffix), None))
-            if scores.get(metric) is None:
-                continue
+            if metric.removesuffix(suffix) not in HUB_METRICS or scores.get(metric) is None:
+                continue  # pearson_spearman, the mean STS-B prunes on, is no metric of the Hub's
+            hub_metric, args = HUB_METRICS[metric.removesuffix(suffix)]
             evaluations.append(EvalResult(
                 task_type="text-classification", task_name="Text Classification" if results.label_names
                 else "Text Regression", dataset_type=dataset["type"], dataset_name=dataset["name"],

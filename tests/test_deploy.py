@@ -63,6 +63,11 @@ def test_a_base_models_license_and_a_custom_hub_dataset(ticket):
         **results["settings"], "task_definition": {"source": "hub:org/boolq/v2", "splits": ["train", "dev"]}}})
     assert dataset_of(custom) == {"type": "org/boolq", "name": "org/boolq", "config": "v2", "splits": {"dev": "dev"},
                                   "hub": True}
+    stsb = Results.from_dict({**results, "task": "stsb", "metrics": ["pearson", "spearman", "pearson_spearman"],
+                              "tickets": {"good": {**results["tickets"]["good"], "retrained": {
+                                  "pearson": 0.5, "spearman": 0.25, "pearson_spearman": 0.375}, "pruned": None}}})
+    metrics = front_matter(model_card(stsb, "good", None))["model-index"][0]["results"][0]["metrics"]
+    assert [(m["type"], m["value"]) for m in metrics] == [("pearsonr", 0.5), ("spearmanr", 0.25)]
     files = Results.from_dict({**results, "task": "reviews", "label_names": ["neg", "pos"],
                                "settings": {**results["settings"], "task_definition": {"source": "files"}}})
     card = model_card(files, "good", None)
