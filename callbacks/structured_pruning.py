@@ -97,7 +97,7 @@ class StructuredPruning(Callback):
         pl_module.log_dict({"search/score": float(record.score), "search/iteration": float(record.iteration),
                             "search/heads_kept": float(record.head_mask.sum()),
                             "search/mlps_kept": float(record.mlp_mask.sum())}, sync_dist=False)
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state: the search resumes from it
         if self.search.done:
             trainer.should_stop = True
 

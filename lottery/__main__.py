@@ -5,6 +5,8 @@ One machine, CPU or one GPU:
     python -m lottery experiment=structured task=stsb model=minilm trainer=gpu
 Multi-GPU DDP on one node (all GPUs):
     python -m lottery experiment=structured task=mnli model=bert_base trainer=ddp
+Installed (pip install .), `bert-lottery` is the same command, from any folder:
+    bert-lottery task=rte model=minilm data.glue_dir=/path/to/glue   # outputs in ./outputs
 A sweep (Hydra multirun), locally or on SLURM:
     python -m lottery -m task=rte,mrpc seed=1337,42
     python -m lottery -m +sweep=paper hydra/launcher=slurm

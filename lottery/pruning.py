@@ -155,3 +155,29 @@ def load_pruned(directory: str | Path) -> nn.Module:
         model.to(dtype=dtypes.pop())
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def load_ticket(directory: str | Path) -> nn.Module:
+    """A ticket's model folder, however it was saved: physically pruned (`load_pruned`) or with the
+    full architecture's shapes (a magnitude ticket: `from_pretrained`). In eval mode."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory} holds no config.json: give a ticket's model folder "
+                                "(.../retrained/<ticket>/model)")
+    config = json.loads((directory / "config.json").read_text())
+    if config.get(STRUCTURE_KEY) is not None:
+        return load_pruned(directory)
+    return transformers.AutoModelForSequenceClassification.from_pretrained(str(directory), dtype=torch.float32).eval()
+
+
+def unpruned_architecture(directory: str | Path, seed: int = 0) -> nn.Module:
+    """The architecture a ticket was cut from, built from its config.json with random weights (what
+    its base model computes, as fast: latency does not depend on the weights' values). In eval mode."""
+    config = transformers.AutoConfig.from_pretrained(str(directory))
+    setattr(config, STRUCTURE_KEY, None)
+    architectures = getattr(config, "lottery_base_architecture", None) or (getattr(config, "architectures", None) or [""])[0]
+    model_class = getattr(transformers, architectures, None) or transformers.AutoModelForSequenceClassification.from_config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config)
+    return model.eval()

@@ -82,6 +82,7 @@ class Results:
     majority_baseline: dict[str, float]
     search: dict[str, Any] = field(default_factory=dict)
     warning: str | None = None
+    label_names: list[str] | None = None  # class names in label-id order (None: a regression)
     tickets: dict[str, Ticket] = field(default_factory=dict)
     format: str = RESULTS_FORMAT
     version: int = RESULTS_VERSION

@@ -15,18 +15,39 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from lottery.custom_tasks import default_task_name
 from lottery.errors import ConfigError
 from lottery.models import TINY_FAMILIES
 from lottery.pass_rule import check_threshold
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Run from a checkout (or an editable install of one), or installed from a wheel (site-packages).
+IN_CHECKOUT = (PROJECT_ROOT / "conf" / "config.yaml").is_file() and (PROJECT_ROOT / "pyproject.toml").is_file()
+CONFIG_PACKAGE = "lottery.conf"  # where a wheel carries conf/ (pyproject.toml)
+# Hydra's config search path: the checkout's conf/ itself, else the installed package's copy.
+CONFIG_PATH = str(PROJECT_ROOT / "conf") if IN_CHECKOUT else f"pkg://{CONFIG_PACKAGE}"
 SHARED_GLUE = PROJECT_ROOT.parent / "shared" / "data" / "glue"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def conf_dir() -> Path:
+    """The folder holding the Hydra configs (conf/ in a checkout, `lottery.conf` when installed)."""
+    if IN_CHECKOUT:
+        return PROJECT_ROOT / "conf"
+    import importlib.resources
+
+    return Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+
+
+def project_root() -> str:
+    """Where `paths.root` (outputs/) lives by default: the checkout's root, or, for an installed
+    bert-lottery, the current folder."""
+    return str(PROJECT_ROOT) if IN_CHECKOUT else os.getcwd()
+
+
 def default_glue_dir() -> str | None:
     """No GLUE_DIR set: the GLUE folder beside the checkout if present, else None (the hub)."""
-    return str(SHARED_GLUE) if SHARED_GLUE.is_dir() else None
+    return str(SHARED_GLUE) if IN_CHECKOUT and SHARED_GLUE.is_dir() else None
 
 
 def writable_or_temporary(path: str) -> str:
@@ -51,10 +72,11 @@ def tiny_model_id(family: str | None) -> str:
 
 def register_resolvers() -> None:
     resolvers = {
-        "project_root": lambda: str(PROJECT_ROOT),
+        "project_root": project_root,
         "tiny_id": tiny_model_id,
         "default_glue_dir": default_glue_dir,
         "hydra_dir": writable_or_temporary,
+        "custom_task_name": default_task_name,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lottery.glue_data import source_fingerprint
 from lottery.io import read_json_or_none, write_json
-from lottery.tasks import GlueTask
+from lottery.tasks import Task
 from pipeline.stages import check_writable
 
 HASH_LENGTH = 8
@@ -46,7 +46,7 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def data_fingerprint(cfg: DictConfig, task: GlueTask) -> dict[str, str]:
+def data_fingerprint(cfg: DictConfig, task: Task) -> dict[str, str]:
     """The content hash of every split a run reads (train and the dev splits)."""
     return {split: source_fingerprint(task, split, cfg.data.glue_dir) for split in ("train", *task.eval_splits)}
 
@@ -87,12 +87,15 @@ def execution_settings(cfg: DictConfig) -> dict[str, Any]:
             "strategy": target.rsplit(".", 1)[-1] if size > 1 else "single"}
 
 
-def finetune_settings(cfg: DictConfig, task: GlueTask) -> dict[str, Any]:
-    """What determines a fine-tuned model and its dev metrics."""
+def finetune_settings(cfg: DictConfig, task: Task) -> dict[str, Any]:
+    """What determines a fine-tuned model and its dev metrics (a custom task's definition too:
+    its columns, labels and metrics; GLUE tasks are named by their name alone)."""
     recipe = {key: value for key, value in plain(cfg.recipe).items() if key not in RECIPE_IGNORED}
+    definition = {} if task.definition is None else {"task_definition": task.definition}
     return {
         "model": model_settings(cfg),
         "task": task.name,
+        **definition,
         "seed": int(cfg.seed),
         "recipe": recipe,
         "data": {**{key: plain(cfg.data[key]) for key in DATA_KEYS}, "files": data_fingerprint(cfg, task),

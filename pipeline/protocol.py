@@ -13,9 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import conf_dir
 
-PRESETS_DIR = PROJECT_ROOT / "conf" / "protocol"
 # protocol key -> where a run reads it (its own key, overridable on its own)
 KEY_PATHS = {
     "accumulate": "importance.accumulate",
@@ -29,7 +28,7 @@ KEY_PATHS = {
 def presets() -> dict[str, dict[str, Any]]:
     """Every preset in conf/protocol: name -> {key: value}."""
     found = {}
-    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+    for path in sorted((conf_dir() / "protocol").glob("*.yaml")):
         values = OmegaConf.to_container(OmegaConf.load(path))
         found[values.pop("name")] = values
     return found

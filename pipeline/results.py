@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from lottery.baselines import majority_baseline
 from lottery.io import read_json_or_none, to_jsonable, write_text
-from lottery.model_card import model_card
+from lottery.model_card import base_model_metadata, model_card
+from lottery.models import minilm_path
 from lottery.pass_rule import degenerate_warning
 from lottery.schema import RESULTS_FILENAME, Results, row_label, write_results
 from pipeline.run import Run
@@ -38,7 +40,7 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
         group=run.group, settings=run.settings, protocol=run.protocol, unit=mode.unit, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
-        majority_baseline=majority, search=search, warning=warning,
+        majority_baseline=majority, search=search, warning=warning, label_names=list(run.task.labels) or None,
     )
 
 
@@ -83,11 +85,13 @@ def finish(run: Run, results: Results) -> dict:
 def write_model_cards(run: Run, results: Results) -> None:
     """A README.md model card in each retrained ticket's model folder (rewritten only when it changed)."""
     base_model = run.cfg.model.get("hub_id") or run.cfg.model.name_or_path
+    local = None if run.cfg.model.random_init else (run.cfg.model.name_or_path or minilm_path())
+    metadata = base_model_metadata(local) if local is not None and Path(str(local)).is_dir() else {}
     for kind in results.tickets:
         folder = run.experiment_dir / "retrained" / kind / "model"
         if not folder.is_dir():
             continue
-        card = model_card(results, kind, None if base_model is None else str(base_model))
+        card = model_card(results, kind, None if base_model is None else str(base_model), **metadata)
         path = folder / "README.md"
         if not path.is_file() or path.read_text() != card:
             write_text(path, card)

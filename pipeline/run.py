@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from lottery.models import minilm_path
-from lottery.tasks import GlueTask, get_task
+from lottery.tasks import Task, task_from_settings
 from pipeline.config import check_config
 from pipeline.identity import digest, finetune_settings, stage_folder, without_seed
 from pipeline.modes import Mode, get_mode
@@ -27,7 +27,7 @@ class Run:
     """What every stage of one run needs, derived once from the config."""
 
     cfg: DictConfig
-    task: GlueTask
+    task: Task
     mode: Mode
     tokenizer: object = field(repr=False)
 
@@ -94,6 +94,6 @@ def make_run(cfg: DictConfig) -> Run:
     check_config(cfg)
     mode = get_mode(str(cfg.mode))
     mode.check(cfg)
-    task = get_task(cfg.task.name)
+    task = task_from_settings(OmegaConf.to_container(cfg.task, resolve=True))
     tokenizer = load_tokenizer(tokenizer_source(cfg))
     return Run(cfg=cfg, task=task, mode=mode, tokenizer=tokenizer)

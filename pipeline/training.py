@@ -38,9 +38,14 @@ def pretrained_model(run: Run) -> torch.nn.Module:
     `model.random_init`: a tiny random model of `model.family` (default bert; conf/model/tiny.yaml)."""
     pl.seed_everything(run.seed, workers=True, verbose=False)
     if run.cfg.model.random_init:
-        return tiny_model(model_family_name(run.cfg), num_labels=run.task.num_labels, seed=0)
-    return load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels,
-                           pad_token_id=run.tokenizer.pad_token_id)
+        model = tiny_model(model_family_name(run.cfg), num_labels=run.task.num_labels, seed=0)
+    else:
+        model = load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels,
+                                pad_token_id=run.tokenizer.pad_token_id)
+    if run.task.id2label:  # the class names travel with every model saved from it (config.json)
+        model.config.id2label = run.task.id2label
+        model.config.label2id = {name: index for index, name in run.task.id2label.items()}
+    return model
 
 
 def load_finetuned(run: Run) -> torch.nn.Module:
@@ -54,7 +59,7 @@ def load_finetuned(run: Run) -> torch.nn.Module:
 def datamodule(run: Run, **overrides) -> GlueDataModule:
     """The run's data module (conf/data); `overrides` e.g. train_on="selection" for a search."""
     make = instantiate(run.cfg.data, _partial_=True)
-    return make(task=run.task.name, tokenizer=run.tokenizer, seed=run.seed, selection=run.split, **overrides)
+    return make(task=run.task, tokenizer=run.tokenizer, seed=run.seed, selection=run.split, **overrides)
 
 
 def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None = None, **overrides) -> pl.Trainer:

@@ -21,7 +21,7 @@ def test_every_retrained_ticket_has_a_model_card(ticket):
     folder, results = ticket
     card = (folder / "README.md").read_text()
     good = results["tickets"]["good"]
-    assert card.startswith("---\nlibrary_name: transformers")
+    assert card.startswith("---\n") and "\nlibrary_name: transformers\n" in card
     assert f"{good['heads_kept']}/{good['heads_total']} attention heads" in card
     assert f"{good['size_pct_all']:.1f}% of the full model's parameters" in card
     assert f"| full model (fine-tuned) | {results['full']['accuracy']:.4f} |" in card

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from callbacks.structured_pruning import StructuredPruning
-from lightning_modules.importance_module import ImportanceModule
+from lightning_modules.importance_module import ImportanceModule, search_warnings_expected
 from lottery.errors import ConfigError
 from lottery.importance import check_accumulation, get_criterion
 from lottery.io import read_json
@@ -87,7 +87,8 @@ def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
     last = pruning.checkpoint_path
     if last.is_file():
         log.info("resuming the mask search from %s", last)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    with search_warnings_expected():
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     summary = read_json(run_dir / "summary.json")
     shutil.rmtree(last.parent, ignore_errors=True)
     return summary
