@@ -7,6 +7,7 @@ pretended; the `e2e` ones run real lottery sweeps on the tiny model.
 """
 
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -18,11 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hydra_plugins.bert_lottery_pack import _core, _mps
 from lottery.errors import ConfigError
 from pipeline import threads
-from tests.helpers import ROOT
+from tests.helpers import ROOT, finetune_dir, run_cli
 
 APP = ROOT / "tests" / "pack_app" / "app.py"
 PACK_DEFAULTS = ("hydra.launcher.jobs_per_device", "hydra.launcher.cpu_jobs")
@@ -88,9 +90,10 @@ def _tail(proc, n: int = 3000) -> str:
 
 
 # ----- the launcher on this machine's CPUs -----
+@pytest.mark.e2e
 def test_jobs_run_k_at_a_time_each_with_its_cpu_share_in_the_basic_launchers_folders(tmp_path):
     packed, basic = tmp_path / "packed", tmp_path / "basic"
-    proc = run_app(packed, "job=0,1,2,3", "sleep=1")
+    proc = run_app(packed, "job=0,1,2,3", "sleep=0.5")
     assert proc.returncode == 0, _tail(proc)
     jobs = records(packed)
     assert [r["job"] for r in jobs] == [0, 1, 2, 3] and len({r["pid"] for r in jobs}) == 4  # a process each
@@ -99,7 +102,7 @@ def test_jobs_run_k_at_a_time_each_with_its_cpu_share_in_the_basic_launchers_fol
     assert {(r["OMP_NUM_THREADS"], r["CUDA_VISIBLE_DEVICES"]) for r in jobs} == {(share, "")}
 
     # Hydra's files of each job lie where the basic launcher puts them, with the same content.
-    assert run_app(basic, "job=0,1,2,3", "sleep=1", launcher="basic").returncode == 0
+    assert run_app(basic, "job=0,1,2,3", "sleep=0.5", launcher="basic").returncode == 0
 
     def bookkeeping(out):
         return {p.relative_to(out): p.read_text().replace(str(out), "OUT") for p in (out / "multirun").rglob("*")
@@ -109,6 +112,7 @@ def test_jobs_run_k_at_a_time_each_with_its_cpu_share_in_the_basic_launchers_fol
     assert got == bookkeeping(basic) and len(got) == 12  # per job: .hydra/config.yaml, .hydra/overrides.yaml, app.log
 
 
+@pytest.mark.e2e
 def test_a_failing_job_fails_the_sweep_after_the_others_finish(tmp_path):
     proc = run_app(tmp_path, "job=0,1,2", "fail=0", "hydra.launcher.cpu_jobs=1")
     assert proc.returncode != 0, _tail(proc)
@@ -117,6 +121,7 @@ def test_a_failing_job_fails_the_sweep_after_the_others_finish(tmp_path):
     assert [r["job"] for r in records(tmp_path)] == [0, 1, 2]  # the later jobs still ran
 
 
+@pytest.mark.e2e
 def test_a_job_whose_process_dies_fails_the_sweep_and_spares_the_others(tmp_path):
     proc = run_app(tmp_path, "job=0,1,2", "die=1", "sleep=0.5")
     assert proc.returncode != 0, _tail(proc)
@@ -126,6 +131,7 @@ def test_a_job_whose_process_dies_fails_the_sweep_and_spares_the_others(tmp_path
 
 
 # ----- GPUs (pretended) and MPS -----
+@pytest.mark.e2e
 def test_jobs_are_pinned_k_per_gpu_under_an_mps_daemon_that_the_pack_starts_and_stops(tmp_path, fake_gpu_tools):
     proc = run_app(tmp_path, "job=0,1,2,3,4,5", "sleep=1.5", "hydra.launcher.gpus=[2,3]",
                    "hydra.launcher.jobs_per_device=2", env=fake_gpu_tools)
@@ -146,6 +152,7 @@ def test_jobs_are_pinned_k_per_gpu_under_an_mps_daemon_that_the_pack_starts_and_
     assert f"CUDA MPS on (pipe folder {pipe}" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_without_mps_the_jobs_get_the_gpu_ids_themselves_and_the_users_omp_num_threads(tmp_path, fake_gpu_tools):
     # gpus=auto without CUDA_VISIBLE_DEVICES: every GPU that nvidia-smi lists, by UUID
     env = {**fake_gpu_tools, "FAKE_MPS_FAIL": "MPS is not supported here", "OMP_NUM_THREADS": "3"}
@@ -158,6 +165,7 @@ def test_without_mps_the_jobs_get_the_gpu_ids_themselves_and_the_users_omp_num_t
     assert {r["OMP_NUM_THREADS"] for r in jobs} == {"3"}  # set by the user: kept
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_the_running_jobs_and_the_mps_daemon(tmp_path, fake_gpu_tools):
     environment = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONPATH": str(ROOT),
                    **fake_gpu_tools}
@@ -276,3 +284,102 @@ def test_jobs_per_device_auto_reads_the_measurement_of_this_gpu_model(tmp_path, 
     saved.write_text("{}")
     with pytest.raises(ConfigError, match="is not a packing measurement"):
         _core.measured_jobs_per_device(["0"], saved)
+
+
+# ----- real sweeps (e2e): the tiny model, 4 magnitude experiments on 2 fine-tunes, 2 at a time -----
+JOB = ["experiment=magnitude", "task=rte", "model=tiny", "recipe.max_epochs=1", "recipe.batch_size=16",
+       "recipe.eval_batch_size=32", "recipe.checkpoint_every_n_steps=1", "magnitude.max_steps=3", "tickets.kinds=[good]",
+       "tickets.cost=false", "trainer.enable_progress_bar=false"]
+# Seed-major: the two protocols of a seed (one fine-tune) are jobs 0 and 1, then 2 and 3.
+SWEEP = ["-m", "hydra/launcher=pack", "hydra.launcher.cpu_jobs=2", "protocol=paper,clean", *JOB]
+SKIPPED = {"logs", ".hydra", "checkpoints", ".cache", "multirun"}
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", re.MULTILINE)
+
+
+def result_files(root: Path) -> dict[Path, bytes]:
+    """Every file the experiments keep, but logs, checkpoints and Hydra's bookkeeping."""
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not SKIPPED & set(p.relative_to(root).parts) and not p.name.startswith((".lock", ".running"))}
+
+
+def job_logs(root: Path) -> dict[int, str]:
+    """Each job's own log (Hydra's, in its sweep folder), by job number."""
+    return {int(p.parent.name.rsplit("-", 1)[1]): p.read_text() for p in (root / "multirun").rglob("cli.log")}
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory, tiny_glue):
+    """The four experiments, each run alone, one after the other, in this process (one thread, as the jobs)."""
+    from pipeline import train
+    from tests.helpers import compose_config
+
+    root = tmp_path_factory.mktemp("alone")
+    threads_before, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    try:
+        for seed in (1, 2):
+            for protocol in ("paper", "clean"):
+                train(compose_config([*JOB, f"seed={seed}", f"protocol={protocol}", f"data.glue_dir={tiny_glue}",
+                                      f"paths.root={root}"]))
+    finally:
+        torch.set_num_threads(threads_before)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
+    return root
+
+
+@pytest.mark.e2e
+def test_packed_experiments_overlap_share_their_fine_tune_and_equal_the_same_runs_alone(tmp_path, tiny_glue, alone):
+    root = tmp_path / "out"
+    proc = run_cli(["seed=1,2", *SWEEP, f"data.glue_dir={tiny_glue}", f"paths.root={root}"], cwd=ROOT,
+                   env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, _tail(proc)
+    assert "Packing 4 jobs: 2 at a time on the CPU" in proc.stdout
+    logs = job_logs(root)
+    assert sorted(logs) == [0, 1, 2, 3]
+    spans = []
+    for text in logs.values():
+        stamps = [datetime.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f").timestamp() for s in STAMP.findall(text)]
+        spans.append((min(stamps), max(stamps)))
+    assert most_at_once(spans) == 2  # two jobs at a time, never more
+    # The two protocols of a seed ran at once and needed the same fine-tune: one trained it, the other
+    # waited on its lock and reused it.
+    for seed, pair in ((1, (0, 1)), (2, (2, 3))):
+        done = finetune_dir(root, "rte", seed=seed) / "metrics.json"
+        assert sorted(logs[job].count(f"reusing finished result {done}") for job in pair) == [0, 1], seed
+    expected, got = result_files(alone), result_files(root)
+    assert sorted(got) == sorted(expected)
+    assert [str(p) for p in expected if got[p] != expected[p]] == []
+    assert {".json", ".npz", ".safetensors"} <= {p.suffix for p in expected}  # scores, masks and weights compared
+
+
+@pytest.mark.e2e
+def test_a_packed_sweep_killed_with_sigkill_resumes_to_the_same_files(tmp_path, tiny_glue, alone):
+    root = tmp_path / "out"
+    args = [*SWEEP, "seed=1", f"data.glue_dir={tiny_glue}", f"paths.root={root}"]  # the two protocols of seed 1
+    sweep = subprocess.Popen([sys.executable, "-m", "lottery", *args], cwd=ROOT, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
+    trigger = root / "tiny" / "rte" / "seed1"
+    try:
+        deadline = time.monotonic() + 240
+        while not list(trigger.glob("magnitude-*/search/step_01.json")):  # a packed job is mid-search
+            assert sweep.poll() is None, f"the sweep ended (exit {sweep.returncode}) before the kill"
+            assert time.monotonic() < deadline, "no job reached its search in time"
+            time.sleep(0.02)
+        os.killpg(sweep.pid, signal.SIGKILL)  # the launcher and every job
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    assert len(list(root.glob("tiny/rte/seed1/magnitude-*/results.json"))) < 2
+
+    rerun = run_cli(args, cwd=ROOT, env={"OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, _tail(rerun)
+    expected = {path: data for path, data in result_files(alone).items() if "seed1" in path.parts}
+    got = result_files(root)
+    assert sorted(got) == sorted(expected)
+    assert [str(p) for p in expected if got[p] != expected[p]] == []
