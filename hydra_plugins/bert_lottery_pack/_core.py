@@ -177,6 +177,9 @@ def mps_for(plan: Plan, log_root: Path):
         mps.stop()
 
 
+IGNORE_SIGNALS = "BERT_LOTTERY_PACK_IGNORE_SIGNALS"  # signals (names, comma-separated) that a job ignores
+
+
 def job_env(plan: Plan, slot_gpu: int | None, mps_env: dict[str, str]) -> dict[str, str]:
     """The environment of a job that runs on GPU number `slot_gpu` of the plan (None: the CPU)."""
     env = {**os.environ, **mps_env}
@@ -199,7 +202,8 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
-def run_packed(commands: Sequence[Sequence[str]], plan: Plan, mps_env: dict[str, str], names: Sequence[str]) -> list[int]:
+def run_packed(commands: Sequence[Sequence[str]], plan: Plan, mps_env: dict[str, str], names: Sequence[str],
+               extra_env: dict[str, str] | None = None) -> list[int]:
     """Runs every command, `plan.concurrent` at a time, each on the least busy GPU; their exit codes.
 
     Any exception here (an interrupt, SIGTERM) stops the running jobs (SIGTERM, then SIGKILL after
@@ -214,7 +218,7 @@ def run_packed(commands: Sequence[Sequence[str]], plan: Plan, mps_env: dict[str,
             while pending and len(running) < plan.concurrent:
                 index = pending.popleft()
                 gpu = min(range(len(plan.gpus)), key=lambda g: load[g]) if plan.gpus else None
-                env = job_env(plan, gpu, mps_env)
+                env = {**job_env(plan, gpu, mps_env), **(extra_env or {})}
                 proc = subprocess.Popen(list(commands[index]), env=env)
                 running[proc] = (index, gpu, time.monotonic())
                 load[gpu] += 1
@@ -278,8 +282,11 @@ def read_result(path: Path, code: int, overrides: Sequence[str], name: str) -> J
 
 
 def run_jobs(*, hydra_context, config, task_function, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-             plan: Plan, mps_log_root: Path) -> list[JobReturn]:
-    """Runs the jobs of one sweep batch as packed processes; their JobReturns in order."""
+             plan: Plan, mps_log_root: Path, ignore_signals: Sequence[str] = ()) -> list[JobReturn]:
+    """Runs the jobs of one sweep batch as packed processes; their JobReturns in order.
+
+    `ignore_signals`: signals meant for this launcher (a scheduler's warning before a time limit)
+    that the jobs ignore rather than die of."""
     import cloudpickle  # submitit's dependency; pickles the task function by value, as loky does
     from hydra.core.singleton import Singleton
 
@@ -293,7 +300,7 @@ def run_jobs(*, hydra_context, config, task_function, job_overrides: Sequence[Se
         results = [Path(tmp) / f"job{num}.pkl" for num in nums]
         commands = [[sys.executable, "-m", JOB_MODULE, str(sweep), str(i), str(results[i])] for i in range(len(nums))]
         with stop_on_sigterm(), mps_for(plan, mps_log_root) as mps_env:
-            codes = run_packed(commands, plan, mps_env, names)
+            codes = run_packed(commands, plan, mps_env, names, {IGNORE_SIGNALS: ",".join(ignore_signals)})
         return [read_result(results[i], codes[i], job_overrides[i], names[i]) for i in range(len(nums))]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def portable(result):
 
 
 def main(argv: list[str]) -> None:
+    from hydra_plugins.bert_lottery_pack._core import IGNORE_SIGNALS
+
+    for name in filter(None, os.environ.get(IGNORE_SIGNALS, "").split(",")):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)  # meant for the launcher (see _core.run_jobs)
     sweep_path, position, result_path = argv
     with open(sweep_path, "rb") as file:
         sweep = pickle.load(file)
