@@ -4,19 +4,21 @@
 #   bash bench/device_checks.sh quick OUT      # ~1 min: bf16 through every structured stage, DDP on one GPU, bench smoke
 #   bash bench/device_checks.sh protocol OUT   # the protocol sweep: TASKS x SEEDS x {paper, clean}, structured
 #   bash bench/device_checks.sh bench OUT      # the speed benchmark on the GPU (bf16)
+#   bash bench/device_checks.sh packing OUT    # ~3 min: training throughput of K = 1, 4, 8, 16 jobs at once on the GPU
+#                                              # (bench/packing.py; its packing.json makes jobs_per_device=auto work)
 #
 # Environment: MODEL (a BERT-layout model folder; default the packaged MiniLM), GLUE_DIR (as always),
 # TASKS ("rte mrpc stsb cola"), SEEDS ("1337 42 86 71 166"), JOBS_PER_GPU (protocol: experiments at once on
 # the GPU, hydra/launcher=pack's jobs_per_device; 12), DEADLINE_S (protocol: seconds the sweep may take
-# before unfinished jobs are stopped; 520),
+# before unfinished jobs are stopped; 520), PACKING_ARGS (packing: more options of python -m bench.packing),
 # PYTHON (python3). A dry run of the script itself on a CPU:
 #   TRAINER=cpu DDP_TRAINER=ddp_sim BENCH_DEVICE=cpu MODEL_OVERRIDES=model=tiny EXTRA=debug=fast ...
 # Everything under OUT is small: run folders are packed into tarballs without model weights,
 # checkpoints or tokenizers. Jobs are the pipeline's own, idempotent: the fine-tune of a (task, seed)
 # is shared by its two protocols (a file lock), and a rerun only does what is missing.
 set -uo pipefail
-mode=${1:?usage: bench/device_checks.sh quick|protocol|bench OUT}
-out=$(mkdir -p "${2:?usage: bench/device_checks.sh quick|protocol|bench OUT}" && cd "$2" && pwd)
+mode=${1:?usage: bench/device_checks.sh quick|protocol|bench|packing OUT}
+out=$(mkdir -p "${2:?usage: bench/device_checks.sh quick|protocol|bench|packing OUT}" && cd "$2" && pwd)
 py=${PYTHON:-python3}
 work=${WORK:-/tmp/lottery-device}
 model=(${MODEL_OVERRIDES:-model=minilm ${MODEL:+model.name_or_path=$MODEL}} ${EXTRA:-})
@@ -88,9 +90,19 @@ bench() {
   pack logs logs
 }
 
+packing() {
+  environment
+  timeout 420 $py -m bench.packing --device $bench_device ${PACKING_ARGS:-} --out "$out" >"$work/logs/packing.log" 2>&1
+  echo "[device] packing: exit $? ($out/packing.json: copy it to bench/results/ for jobs_per_device=auto)" \
+    | tee -a "$work/logs/commands.txt"
+  grep "\[bench\]" "$work/logs/packing.log" | tee -a "$work/logs/commands.txt"
+  pack logs logs
+}
+
 case $mode in
   quick) quick ;;
   protocol) protocol ;;
   bench) bench ;;
-  *) echo "unknown mode $mode: quick | protocol | bench" >&2; exit 2 ;;
+  packing) packing ;;
+  *) echo "unknown mode $mode: quick | protocol | bench | packing" >&2; exit 2 ;;
 esac

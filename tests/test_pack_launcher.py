@@ -383,3 +383,25 @@ def test_a_packed_sweep_killed_with_sigkill_resumes_to_the_same_files(tmp_path, 
     got = result_files(root)
     assert sorted(got) == sorted(expected)
     assert [str(p) for p in expected if got[p] != expected[p]] == []
+
+
+# ----- the measurement behind jobs_per_device=auto (bench/packing.py) -----
+def test_the_chosen_k_is_the_smallest_within_5_percent_of_the_best():
+    from bench.packing import choose
+
+    assert choose({1: 100.0, 4: 250.0, 8: 290.0, 16: 300.0}) == 8  # 290 >= 0.95 x 300
+    assert choose({1: 100.0, 4: 80.0}) == 1
+    assert choose({1: 100.0, 4: 300.0, 8: 200.0}) == 4
+
+
+@pytest.mark.e2e
+def test_the_packing_bench_writes_what_jobs_per_device_auto_reads(tmp_path, fake_gpu_tools, monkeypatch):
+    done = subprocess.run([sys.executable, "-m", "bench.packing", "--device", "cpu", "--model", "tiny", "--ks", "2",
+                           "--seconds", "0.3", "--batch-size", "4", "--seq-len", "16", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "packing.json").read_text())
+    assert record["jobs_per_device"] == 2 and float(record["throughput"]["2"]) > 0
+    monkeypatch.setenv("PATH", fake_gpu_tools["PATH"])
+    monkeypatch.setenv("FAKE_GPU_NAME", "cpu")  # what a GPU run would have recorded as its device
+    assert _core.measured_jobs_per_device(["0"], tmp_path / "packing.json") == 2
