@@ -291,7 +291,7 @@ JOB = ["experiment=magnitude", "task=rte", "model=tiny", "recipe.max_epochs=1", 
        "recipe.eval_batch_size=32", "recipe.checkpoint_every_n_steps=1", "magnitude.max_steps=3", "tickets.kinds=[good]",
        "tickets.cost=false", "trainer.enable_progress_bar=false"]
 # Seed-major: the two protocols of a seed (one fine-tune) are jobs 0 and 1, then 2 and 3.
-SWEEP = ["-m", "hydra/launcher=pack", "hydra.launcher.cpu_jobs=2", "protocol=paper,clean", *JOB]
+SWEEP = ["hydra/launcher=pack", "hydra.launcher.cpu_jobs=2", "protocol=paper,clean", *JOB]
 SKIPPED = {"logs", ".hydra", "checkpoints", ".cache", "multirun"}
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", re.MULTILINE)
 
@@ -334,7 +334,7 @@ def alone(tmp_path_factory, tiny_glue):
 @pytest.mark.e2e
 def test_packed_experiments_overlap_share_their_fine_tune_and_equal_the_same_runs_alone(tmp_path, tiny_glue, alone):
     root = tmp_path / "out"
-    proc = run_cli(["seed=1,2", *SWEEP, f"data.glue_dir={tiny_glue}", f"paths.root={root}"], cwd=ROOT,
+    proc = run_cli(["-m", "seed=1,2", *SWEEP, f"data.glue_dir={tiny_glue}", f"paths.root={root}"], cwd=ROOT,
                    env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, _tail(proc)
     assert "Packing 4 jobs: 2 at a time on the CPU" in proc.stdout
@@ -359,7 +359,7 @@ def test_packed_experiments_overlap_share_their_fine_tune_and_equal_the_same_run
 @pytest.mark.e2e
 def test_a_packed_sweep_killed_with_sigkill_resumes_to_the_same_files(tmp_path, tiny_glue, alone):
     root = tmp_path / "out"
-    args = [*SWEEP, "seed=1", f"data.glue_dir={tiny_glue}", f"paths.root={root}"]  # the two protocols of seed 1
+    args = ["-m", *SWEEP, "seed=1", f"data.glue_dir={tiny_glue}", f"paths.root={root}"]  # the two protocols of seed 1
     sweep = subprocess.Popen([sys.executable, "-m", "lottery", *args], cwd=ROOT, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
