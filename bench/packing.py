@@ -63,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.packing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) | cpu (a smoke test)")
     parser.add_argument("--ks", default="1,4,8,16", help="jobs at once to measure (default 1,4,8,16)")
-    parser.add_argument("--model", default="bert-base", help="bert-base (random weights; default) | minilm | tiny | a folder")
+    parser.add_argument("--model", default="bert-base",
+                        help="bert-base (random weights; default) | minilm | tiny | a folder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per K (default 20)")

@@ -91,7 +91,9 @@ def visible_gpus() -> list[str]:
                              timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip().startswith("GPU-")] if out.returncode == 0 else []
+    if out.returncode != 0:
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().startswith("GPU-")]
 
 
 def gpu_names(gpus: Sequence[str]) -> set[str]:
@@ -109,7 +111,8 @@ def gpu_names(gpus: Sequence[str]) -> set[str]:
 
 def measured_jobs_per_device(gpus: Sequence[str], path: Path = MEASUREMENT) -> int:
     """`jobs_per_device: auto`: the best K of the packing measurement saved for this GPU model."""
-    how = "run `python -m bench.packing --device cuda` on this GPU to measure it, or set hydra.launcher.jobs_per_device=K"
+    how = ("run `python -m bench.packing --device cuda` on this GPU to measure it, or set "
+           "hydra.launcher.jobs_per_device=K")
     if not path.is_file():
         raise ConfigError(f"hydra.launcher.jobs_per_device=auto needs a packing measurement ({path} is missing): {how}")
     try:
@@ -143,7 +146,8 @@ def make_plan(settings: dict[str, Any], n_jobs: int) -> Plan:
     elif isinstance(chosen, (list, tuple)):
         gpus = [str(gpu) for gpu in chosen]
     else:
-        raise ConfigError(f"hydra.launcher.gpus must be auto or a list of GPU ids (e.g. [0,1]; [] for none), got {chosen!r}")
+        raise ConfigError(f"hydra.launcher.gpus must be auto or a list of GPU ids (e.g. [0,1]; [] for none), "
+                          f"got {chosen!r}")
     if gpus:
         per_gpu = settings.get("jobs_per_device")
         per_gpu = measured_jobs_per_device(gpus) if per_gpu == "auto" else _positive(per_gpu, "jobs_per_device")

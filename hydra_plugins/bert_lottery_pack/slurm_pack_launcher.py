@@ -73,7 +73,8 @@ class SlurmPackLauncher(SlurmLauncher):
         executor.update_parameters(**{**parameters, "tasks_per_node": 1, "nodes": 1})  # one pack per SLURM job
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        groups = [list(range(start, min(start + size, len(job_overrides)))) for start in range(0, len(job_overrides), size)]
+        count = len(job_overrides)
+        groups = [list(range(start, min(start + size, count))) for start in range(0, count, size)]
         log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
         log.info("Packing %d jobs into %d SLURM job(s) of up to %d experiments (%s per GPU x %s GPU(s) per node)",
                  len(job_overrides), len(groups), size, self.pack.get("jobs_per_device"),
