@@ -48,7 +48,7 @@ slurm-down: ## stop the SLURM that slurm-up started (by PID files)
 	bash .ci/slurm/stop.sh
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check lottery lightning_modules callbacks pipeline tests bench
+	$(VENV)/bin/ruff check lottery lightning_modules callbacks pipeline hydra_plugins tests bench
 
 clean: ## remove caches (not outputs/)
 	rm -rf .pytest_cache .ruff_cache

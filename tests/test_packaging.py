@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-PACKAGES = ("lottery", "lightning_modules", "callbacks", "pipeline")
+PACKAGES = ("lottery", "lightning_modules", "callbacks", "pipeline", "hydra_plugins")
 
 
 def listed_packages() -> set[str]:
