@@ -78,9 +78,11 @@ def records(out: Path) -> list[dict]:
 
 
 def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    """The most intervals that hold one instant; a job seen at one instant only (a log of one line)
+    counts at that instant, so a start sorts before an end at the same time."""
+    events = sorted([(start, 0, 1) for start, _ in intervals] + [(end, 1, -1) for _, end in intervals])
     running = peak = 0
-    for _, step in events:
+    for _, _, step in events:
         running += step
         peak = max(peak, running)
     return peak

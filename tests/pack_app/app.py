@@ -17,10 +17,16 @@ def main(cfg: DictConfig) -> int:
     running = Path(cfg.out, "running")
     running.mkdir(exist_ok=True)
     (running / str(cfg.job)).touch()
+    # The first to see them all leaves a sign, so a job descheduled while another one finished still
+    # knows they met (counting the markers again could miss one that already left).
     deadline = time.time() + (60 if cfg.job < cfg.meet else 0)
-    while len(list(running.iterdir())) < cfg.meet and time.time() < deadline:
+    sign = Path(cfg.out, "met")
+    while not sign.exists() and time.time() < deadline:
+        if len(list(running.iterdir())) >= cfg.meet:
+            sign.touch()
+            break
         time.sleep(0.05)
-    met = len(list(running.iterdir()))
+    met = cfg.meet if cfg.job < cfg.meet and sign.exists() else len(list(running.iterdir()))
     start = time.time()
     time.sleep(cfg.sleep)
     end = time.time()
