@@ -23,6 +23,20 @@ RESULTS_VERSION = 2
 EVALUATIONS = ("pruned", "retrained")
 EVALUATION_ABBREVIATIONS = {"pruned": "pr", "retrained": "re"}
 UNITS = ("structured", "weights")  # what a ticket masks: heads and MLPs, or single weights
+# The protocol's keys (conf/protocol/*.yaml), in the order results list them, each with where a run's
+# `settings` record it (the end of its dotted path there): runs that differ only at these paths
+# differ only in protocol (the report's protocol comparison).
+PROTOCOL_KEYS = {
+    "accumulate": "importance.accumulate",
+    "phase_change": "search.phase_change",
+    "sampling": "sampling",
+    "magnitude_exit": "exit_mask",
+}
+
+
+def is_protocol_setting(path: str) -> bool:
+    """Whether a dotted path of a run's `settings` records a protocol key."""
+    return any(path == end or path.endswith("." + end) for end in PROTOCOL_KEYS.values())
 
 
 def row_label(prefix: str, kind: str, evaluation: str) -> str:

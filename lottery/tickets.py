@@ -19,6 +19,7 @@ from torch import Tensor
 
 from lottery.search import MODES
 
+KINDS = ("good", "random", "bad")  # the tickets an experiment draws from its good mask
 SAMPLINGS = ("exact", "bernoulli")
 RANDOM_SEED_OFFSET = 0
 BAD_SEED_OFFSET = 1

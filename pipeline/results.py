@@ -29,13 +29,13 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
     """The header of a mode's results: who, which settings, the full model and the majority baseline."""
     majority = majority_of(run)
     warning = degenerate_warning(search["full_score"], majority.get(run.task.pruning_metric, 0.0),
-                                 float(run.cfg.search.threshold))
+                                 run.settings.search.threshold)
     if warning:
         log.warning(warning)
     mode = run.mode
     return Results(
-        model=str(run.cfg.model.id), task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
-        group=run.group, settings=run.settings, protocol=run.protocol, unit=mode.unit, label_prefix=mode.label_prefix,
+        model=run.settings.model.id, task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
+        group=run.group, settings=run.identity, protocol=run.protocol, unit=mode.pruning, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
         majority_baseline=majority, search=search, warning=warning,
@@ -82,7 +82,7 @@ def finish(run: Run, results: Results) -> dict:
 
 def write_model_cards(run: Run, results: Results) -> None:
     """A README.md model card in each retrained ticket's model folder (rewritten only when it changed)."""
-    base_model = run.cfg.model.get("hub_id") or run.cfg.model.name_or_path
+    base_model = run.settings.model.hub_id or run.settings.model.name_or_path
     for kind in results.tickets:
         folder = run.experiment_dir / "retrained" / kind / "model"
         if not folder.is_dir():

@@ -124,14 +124,6 @@ class WeightUnit:
 
 
 Unit = type[StructuredUnit] | type[WeightUnit]
-KINDS = ("good", "random", "bad")
-
-
-def check_kinds(kinds) -> None:
-    """tickets.kinds, checked before any work (every mode that draws good/random/bad tickets)."""
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown or not kinds:
-        raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
 
 
 def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[], Any]],
@@ -140,11 +132,11 @@ def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[]
 
     A saved mask that cannot be read is drawn again (with a warning); `force=true` redraws all."""
     tickets = {}
-    for kind in run.cfg.tickets.kinds:
+    for kind in run.settings.tickets.kinds:
         if kind not in draw:
             raise ConfigError(f"tickets.kinds names {kind!r}; this mode draws {sorted(draw)}")
         path = folder / f"{kind}{unit.suffix}"
-        if path.is_file() and not run.cfg.force:
+        if path.is_file() and not run.settings.force:
             try:
                 tickets[kind] = unit.load(path, reference)
                 continue
@@ -159,7 +151,7 @@ def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], 
                   mask_folder: str = "tickets") -> dict[str, Ticket]:
     """Each ticket's size and its scores pruned and retrained; every stage resumable, and redone
     when its mask changed."""
-    force = bool(run.cfg.force)
+    force, settings = run.settings.force, run.settings.tickets
     scored = {}
     for kind, masks in tickets.items():
         sha = masks.content_sha256()
@@ -176,8 +168,8 @@ def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], 
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
         retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
-                     if run.cfg.tickets.retrain else None)
-        cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if run.cfg.tickets.cost else None
+                     if settings.retrain else None)
+        cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if settings.cost else None
         scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{unit.suffix}", mask_sha256=sha, pruned=pruned,
                               retrained=retrained, cost=cost, **unit.describe(masks, reference))
     return scored
@@ -187,10 +179,10 @@ def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, floa
     """Parameters, FLOPs per example and eval latency of the ticket against the full model, measured
     in the same process (`lottery.cost.ticket_cost`), flattened to numbers; speed-ups = full / ticket
     (absent where the ticket keeps nothing to run)."""
-    settings = run.cfg.cost
+    settings = run.settings.cost
     device = next(full.parameters()).device
     measured = ticket_cost(full.eval(), ticket.to(device).eval(), batch_sizes=tuple(settings.batch_sizes),
-                           seq_len=int(settings.seq_len), repeats=int(settings.repeats), warmup=int(settings.warmup))
+                           seq_len=settings.seq_len, repeats=settings.repeats, warmup=settings.warmup)
     flat = {"seq_len": float(measured["seq_len"]), "threads": float(measured["threads"])}
     for name in ("full", "pruned"):
         part = measured[name]

@@ -70,10 +70,10 @@ def cases() -> list[str]:
     return found
 
 
-def write_super_masks(folder) -> None:
-    """Fixed super-ticket masks for the tiny model (2 layers x 4 heads)."""
+def write_super_masks(folder, flip: bool = False) -> None:
+    """Fixed super-ticket masks for the tiny model (2 layers x 4 heads); `flip`: others."""
     for index, kind in enumerate(("good", "random", "bad")):
-        head = [[1, 0, 1, 1], [0, 1, 1, index % 2]]
+        head = [[1, 0, 1, 1], [0, 1, 1, (index + flip) % 2]]
         StructuredMasks.from_lists(head, [1, index % 2]).save_json(folder / f"super_{kind}.json")
 
 
@@ -228,12 +228,13 @@ def test_every_preset_keeps_its_folder_names(tmp_path, monkeypatch):
 
 def test_the_cases_cover_every_mode_and_protocol_key():
     from pipeline.modes import MODES, get_mode
-    from pipeline.protocol import KEY_PATHS
+    from pipeline.protocol import protocol_settings
 
     get_mode("finetune")
     joined = " ".join(cases())
     assert all(f"experiment={mode}" in joined for mode in MODES if mode != "finetune")
-    assert all(path in joined for path in KEY_PATHS.values())
+    paths = {path for mode in MODES.values() for path in protocol_settings(mode.settings).values()}
+    assert len(paths) == 4 and all(path in joined for path in paths), paths
 
 
 if __name__ == "__main__":

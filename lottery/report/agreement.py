@@ -11,6 +11,7 @@ import pandas as pd
 from lottery import stability
 from lottery.report.discover import GroupKey, Loaded
 from lottery.report.masks import structured_masks
+from lottery.schema import is_protocol_setting
 
 STABILITY_COLUMNS = ["model", "variant", "task", "component", "n_seeds", "n_elements", "mean_kept", "iou",
                      "mean_jaccard", "krippendorff_alpha", "cochran_q", "cochran_p"]
@@ -32,9 +33,7 @@ def _protocol_free(settings: dict[str, Any], mode: str) -> dict[str, Any]:
     """A run's settings without the protocol keys: two runs equal here differ only in protocol."""
     from lottery.report.discover import _flatten
 
-    protocol_paths = {"search.phase_change", "importance.accumulate", "sampling", "exit_mask"}
-    return {k: v for k, v in _flatten(settings).items()
-            if not any(k.endswith(p) for p in protocol_paths) and k != "seed"}
+    return {k: v for k, v in _flatten(settings).items() if not is_protocol_setting(k) and k != "seed"}
 
 
 def protocol_pairs(groups: dict[GroupKey, list[Loaded]]) -> list[tuple[GroupKey, GroupKey]]:
