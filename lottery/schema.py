@@ -71,6 +71,35 @@ class Ticket:
     cost: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class SearchSummary:
+    """What an experiment's search found (results.json's `search`, and its search folder's summary.json).
+
+    Every search: the full model's score on the selection split and the bar a mask had to reach
+    (`lottery.pass_rule`), and the iteration (structured) or step / round (weights) of the good mask.
+    A structured search adds how many iterations it evaluated and its `SearchConfig`; a weight search
+    the good mask's sparsity and every step's record. Tickets not searched for (super tickets) have
+    the full model's dev score and where their masks came from.
+    """
+
+    full_score: float
+    threshold_score: float | None = None
+    good_iteration: int | None = None
+    iterations: int | None = None  # structured
+    config: dict[str, Any] | None = None  # structured: SearchConfig.to_dict()
+    sparsity: float | None = None  # weights
+    history: list[dict[str, Any]] | None = None  # weights: one record per step or round
+    super_dir: str | None = None  # super tickets
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that apply (those not None)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSummary:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
 @dataclass
 class Results:
     """One experiment of one (model, task, seed): the paper's rows and everything needed to
@@ -94,7 +123,7 @@ class Results:
     num_heads: int
     full: dict[str, float]
     majority_baseline: dict[str, float]
-    search: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)  # SearchSummary.to_dict()
     warning: str | None = None
     tickets: dict[str, Ticket] = field(default_factory=dict)
     format: str = RESULTS_FORMAT

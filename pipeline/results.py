@@ -9,7 +9,7 @@ from lottery.baselines import majority_baseline
 from lottery.io import read_json_or_none, to_jsonable, write_text
 from lottery.model_card import model_card
 from lottery.pass_rule import degenerate_warning
-from lottery.schema import RESULTS_FILENAME, Results, row_label, write_results
+from lottery.schema import RESULTS_FILENAME, Results, SearchSummary, row_label, write_results
 from pipeline.run import Run
 from pipeline.training import datamodule
 
@@ -25,10 +25,10 @@ def majority_of(run: Run) -> dict[str, float]:
     return majority_baseline(run.task, train, dev)
 
 
-def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, search: dict) -> Results:
+def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, search: SearchSummary) -> Results:
     """The header of a mode's results: who, which settings, the full model and the majority baseline."""
     majority = majority_of(run)
-    warning = degenerate_warning(search["full_score"], majority.get(run.task.pruning_metric, 0.0),
+    warning = degenerate_warning(search.full_score, majority.get(run.task.pruning_metric, 0.0),
                                  run.settings.search.threshold)
     if warning:
         log.warning(warning)
@@ -38,7 +38,7 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
         group=run.group, settings=run.identity, protocol=run.protocol, unit=mode.pruning, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
-        majority_baseline=majority, search=search, warning=warning,
+        majority_baseline=majority, search=search.to_dict(), warning=warning,
     )
 
 

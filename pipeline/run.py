@@ -65,6 +65,11 @@ class Run:
         return {**self.finetune_identity, "mode": self.mode.name, self.mode.name: self.settings.experiment_identity()}
 
     @property
+    def recorded_settings(self) -> dict:
+        """What the experiment folder's settings.json holds: its identity and the mode's notes."""
+        return {**self.identity, **self.settings.notes()}
+
+    @property
     def variant(self) -> str:
         """The readable part of the experiment's folder name: mode, its tags, the protocol label."""
         protocol = [self.protocol["name"]] if protocol_values(self.settings) else []

@@ -70,21 +70,19 @@ def test_results_record_their_protocol_and_settings(finished):
 def test_a_search_killed_after_its_last_checkpoint_is_wrapped_up(finished, tiny_glue, tmp_path, monkeypatch):
     import shutil
 
-    import pipeline.modes.structured as mode
+    from callbacks.structured_pruning import StructuredPruning
 
     root, results = finished
     source = finetune_dir(root, "rte")
     shutil.copytree(source, tmp_path / source.relative_to(root))
-    real_read = mode.read_json
 
-    def killed_before_recording(path):
+    def killed_before_recording(self):
         raise KeyboardInterrupt("killed after the last checkpoint")  # the fit (and its checkpoint) finished
 
-    monkeypatch.setattr(mode, "read_json", killed_before_recording)
-    monkeypatch.setattr(mode.shutil, "rmtree", lambda *args, **kwargs: None)
+    monkeypatch.setattr(StructuredPruning, "finished", killed_before_recording)
     with pytest.raises(KeyboardInterrupt):
         train(compose_config(structured(tmp_path, tiny_glue, "tickets.retrain=false")))
-    monkeypatch.setattr(mode, "read_json", real_read)
+    monkeypatch.undo()
     search_dir = experiment_dir(tmp_path, "rte", "structured-paper") / "search"
     assert (search_dir / "checkpoints" / "last.ckpt").is_file() and not (search_dir / "metrics.json").exists()
     again = train(compose_config(structured(tmp_path, tiny_glue, "tickets.retrain=false")))

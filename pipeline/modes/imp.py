@@ -17,12 +17,14 @@ from typing import Any
 import torch
 
 from callbacks.magnitude_pruning import IterativeMagnitudePruning
-from lottery.magnitude import WeightMasks, eligible_parameters
+from lottery.schema import SearchSummary
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.modes.magnitude import WeightPruningSettings, score_weight_tickets
+from pipeline.modes.magnitude import WeightPruningSettings, draw, weight_search_summary
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, TicketRunSettings, setting
 from pipeline.settings.concerns import check_positive_integer
+from pipeline.tickets import WeightUnit
 from pipeline.training import datamodule, evaluate, load_finetuned, pretrained_model, recipe_module, resumable_fit
 
 
@@ -52,6 +54,10 @@ class ImpRunSettings(TicketRunSettings):
         if self.imp.epochs_per_round is None:
             object.__setattr__(self, "imp", replace(self.imp, epochs_per_round=self.recipe.max_epochs))
 
+    @property
+    def weight_pruning(self) -> WeightPruningSettings:
+        return self.imp
+
     def recorded(self) -> dict[str, Any]:
         imp = self.imp
         return {"fraction": float(imp.fraction), "rounds": int(imp.rounds), "epochs_per_round": int(imp.epochs_per_round),
@@ -63,7 +69,7 @@ def pretrained_state(run: Run) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in pretrained_model(run).named_parameters()}
 
 
-def imp_search(run: Run, run_dir: Path) -> dict:
+def imp_search(run: Run, run_dir: Path) -> SearchSummary:
     """The rounds as one fit with the pruning callback between them; resumable mid-round."""
     settings = run.settings.imp
     metric = run.task.pruning_metric
@@ -78,16 +84,14 @@ def imp_search(run: Run, run_dir: Path) -> dict:
     data = datamodule(run, evaluate_on="dev" if run.split == "dev" else "selection")
     resumable_fit(run, run_dir, module, "imp", [callback], data=data, max_epochs=epochs * settings.rounds,
                   limit_val_batches=None, check_val_every_n_epoch=epochs)
-    search = callback.search
-    good = search.good or WeightMasks.ones_like(eligible_parameters(module.model, **settings.eligibility()))
-    good.save(run_dir / "good.npz")
+    search = callback.finished()
+    search.good.save(run_dir / "good.npz")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return {"full_score": full, "threshold_score": search.threshold * full, "good_iteration": search.good_step,
-            "sparsity": good.sparsity(), "history": search.history}
+    return weight_search_summary(search)
 
 
 def run_imp(run: Run) -> dict:
-    return score_weight_tickets(run, imp_search, run.settings.imp)
+    return ticket_experiment(run, WeightUnit, draw, search=imp_search)
 
 
 register(Mode(

@@ -25,19 +25,17 @@ from lottery.magnitude import (
     bad_weight_ticket,
     eligible_parameters,
     global_magnitude_step,
-    load_weight_masks,
     random_weight_ticket,
     snapshot_cpu,
     sparsity_report,
 )
-from lottery.models import model_shape
-from pipeline.identity import record_settings
+from lottery.schema import SearchSummary
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, Concern, TicketRunSettings, setting
-from pipeline.tickets import WeightUnit, draw_tickets, score_tickets
-from pipeline.training import evaluate, finetune, load_finetuned, recipe_module, stage
+from pipeline.tickets import WeightUnit
+from pipeline.training import evaluate, load_finetuned, recipe_module
 
 
 @dataclass(frozen=True)
@@ -85,6 +83,10 @@ class MagnitudeSettings(WeightPruningSettings):
 class MagnitudeRunSettings(TicketRunSettings):
     magnitude: MagnitudeSettings = setting(factory=MagnitudeSettings)
 
+    @property
+    def weight_pruning(self) -> WeightPruningSettings:
+        return self.magnitude
+
     def recorded(self) -> dict[str, Any]:
         magnitude = self.magnitude
         return {"fraction": float(magnitude.fraction), "max_steps": int(magnitude.max_steps),
@@ -101,7 +103,7 @@ def restore_and_mask_(model: torch.nn.Module, original: dict[str, torch.Tensor],
     masks.apply_(model)
 
 
-def oneshot_search(run: Run, run_dir: Path) -> dict:
+def oneshot_search(run: Run, run_dir: Path) -> SearchSummary:
     """The paper's schedule, step by step; every step's score and mask are saved as they are
     made, and a rerun replays the finished steps instead of scoring them again."""
     settings = run.settings.magnitude
@@ -127,33 +129,28 @@ def oneshot_search(run: Run, run_dir: Path) -> dict:
         search.report(scores[metric], masks)
         write_json(record, {**search.history[-1], "metrics": scores, **sparsity_report(masks, model)})
     search.good.save(run_dir / "good.npz")
-    return {"full_score": search.full_score, "threshold_score": search.threshold * search.full_score,
-            "good_iteration": search.good_step, "sparsity": search.good.sparsity(), "history": search.history}
+    return weight_search_summary(search)
 
 
-def score_weight_tickets(run: Run, search_work, pruning: WeightPruningSettings) -> dict:
-    """The stages every weight-pruning mode shares after its search: tickets drawn from the good
-    mask (random: the same number of weights; bad: the smallest-magnitude ones), scored, reported."""
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    record_settings(exp_dir, run.identity)
-    summary = stage(exp_dir / "search", lambda d: search_work(run, d), force=run.settings.force)
-    good = load_weight_masks(exp_dir / "search" / "good.npz")
-    reference = load_finetuned(run)
-    finetuned_weights = snapshot_cpu(reference, eligible_parameters(reference, **pruning.eligibility()))
-    draw = {
+def weight_search_summary(search: MagnitudeSearch) -> SearchSummary:
+    """A finished magnitude search (one-shot or IMP) as the experiment records it."""
+    return SearchSummary(full_score=search.full_score, threshold_score=search.threshold * search.full_score,
+                         good_iteration=search.good_step, sparsity=search.good.sparsity(), history=search.history)
+
+
+def draw(run: Run, good: WeightMasks, reference: torch.nn.Module) -> dict:
+    """Random: the same number of weights, anywhere; bad: the smallest-magnitude fine-tuned weights."""
+    eligible = eligible_parameters(reference, **run.settings.weight_pruning.eligibility())
+    finetuned_weights = snapshot_cpu(reference, eligible)
+    return {
         "good": lambda: good,
         "random": lambda: random_weight_ticket(good, seed=run.seed),
         "bad": lambda: bad_weight_ticket(finetuned_weights, good, seed=run.seed),
     }
-    tickets = draw_tickets(run, WeightUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *model_shape(reference), search=summary)
-    results.tickets = score_tickets(run, exp_dir, WeightUnit, tickets, reference)
-    return finish(run, results)
 
 
 def run_magnitude(run: Run) -> dict:
-    return score_weight_tickets(run, oneshot_search, run.settings.magnitude)
+    return ticket_experiment(run, WeightUnit, draw, search=oneshot_search)
 
 
 register(Mode(

@@ -20,14 +20,13 @@ from callbacks.structured_pruning import StructuredPruning
 from lightning_modules.importance_module import ImportanceModule
 from lottery.errors import ConfigError
 from lottery.importance import get_criterion
-from lottery.io import read_json
 from lottery.masks import StructuredMasks
+from lottery.schema import SearchSummary
 from lottery.search import MODES as TARGETS
 from lottery.search import PHASE_CHANGES, SearchConfig
 from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
-from pipeline.identity import record_settings
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
 from pipeline.settings import (
     ALWAYS,
@@ -38,8 +37,8 @@ from pipeline.settings import (
     TicketSettings,
     setting,
 )
-from pipeline.tickets import StructuredUnit, draw_tickets, score_tickets
-from pipeline.training import datamodule, finetune, load_finetuned, make_trainer, stage
+from pipeline.tickets import StructuredUnit
+from pipeline.training import datamodule, load_finetuned, make_trainer
 
 log = logging.getLogger("lottery")
 SEARCH_EPOCH_LIMIT = 100_000  # the callback stops the fit when the search is done
@@ -100,8 +99,9 @@ class StructuredRunSettings(TicketRunSettings):
                 "importance": self.importance.recorded(), "sampling": self.tickets.sampling}
 
 
-def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
-    """The iterative mask search as a Lightning fit (one epoch per iteration), resumable."""
+def search(run: Run, run_dir: Path, callbacks: list | None = None) -> SearchSummary:
+    """The iterative mask search as a Lightning fit (one epoch per iteration), resumable; saves the
+    good mask as `run_dir/good.json`."""
     settings = run.settings
     model = load_finetuned(run)
     criterion = get_criterion(settings.importance.name)
@@ -115,30 +115,27 @@ def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
     if last.is_file():
         log.info("resuming the mask search from %s", last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
-    summary = read_json(run_dir / "summary.json")
+    found = pruning.finished()
+    StructuredMasks(*found.good_mask()).save_json(run_dir / "good.json")
     shutil.rmtree(last.parent, ignore_errors=True)
-    return summary
+    return SearchSummary(full_score=found.full_score, threshold_score=found.threshold_score,
+                         good_iteration=found.last_passing_iteration, iterations=found.iteration,
+                         config=found.config.to_dict())
+
+
+def draw(run: Run, good: StructuredMasks, reference) -> dict:
+    """Random: good's size (exactly, or in expectation: tickets.sampling); bad: from what good pruned."""
+    target, seed, sampling = run.settings.structured.target, run.seed, run.settings.tickets.sampling
+    return {
+        "good": lambda: good,
+        "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed, sampling=sampling,
+                                                         mode=target)),
+        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, mode=target)),
+    }
 
 
 def run_structured(run: Run) -> dict:
-    settings = run.settings
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    record_settings(exp_dir, run.identity)
-    summary = stage(exp_dir / "search", lambda d: search(run, d), force=settings.force)
-    good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
-    target, seed = settings.structured.target, run.seed
-    draw = {
-        "good": lambda: good,
-        "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed,
-                                                         sampling=settings.tickets.sampling, mode=target)),
-        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, mode=target)),
-    }
-    reference = load_finetuned(run)
-    tickets = draw_tickets(run, StructuredUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *good.shape, search=summary)
-    results.tickets = score_tickets(run, exp_dir, StructuredUnit, tickets, reference)
-    return finish(run, results)
+    return ticket_experiment(run, StructuredUnit, draw, search=search)
 
 
 register(Mode(

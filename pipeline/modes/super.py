@@ -13,14 +13,13 @@ from typing import Any
 from lottery.errors import ConfigError
 from lottery.masks import StructuredMasks
 from lottery.models import model_shape
+from lottery.schema import SearchSummary
 from lottery.tickets import KINDS
-from pipeline.identity import record_settings
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, NEVER, Concern, SearchSettings, TicketRunSettings, TicketSettings, setting
-from pipeline.tickets import StructuredUnit, draw_tickets, score_tickets
-from pipeline.training import finetune, load_finetuned
+from pipeline.tickets import StructuredUnit
 
 
 @dataclass(frozen=True)
@@ -70,25 +69,26 @@ class SuperRunSettings(TicketRunSettings):
         folder = Path(str(self.super_tickets.dir))
         return {kind: folder / f"super_{kind}.json" for kind in self.tickets.kinds}
 
+    def notes(self) -> dict[str, Any]:
+        return {"super_dir": self.super_tickets.dir}
+
     def recorded(self) -> dict[str, Any]:
         """The masks' content: new super masks (another sweep, another report) get their own folder."""
         return {kind: StructuredMasks.load_json(path).content_sha256() for kind, path in self.mask_files().items()}
 
 
-def run_super(run: Run) -> dict:
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    super_dir = run.settings.super_tickets.dir
-    record_settings(exp_dir, {**run.identity, "super_dir": super_dir})
-    reference = load_finetuned(run)
+def draw(run: Run, good: None, reference) -> dict:
+    """Each super ticket is its mask file."""
     shape = model_shape(reference)
-    files = run.settings.mask_files()
-    draw = {kind: (lambda path=path: StructuredMasks.load_json(path, expected_shape=shape)) for kind, path in files.items()}
-    tickets = draw_tickets(run, StructuredUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *shape, search={"full_score": full[run.task.pruning_metric],
-                                                     "super_dir": super_dir})
-    results.tickets = score_tickets(run, exp_dir, StructuredUnit, tickets, reference)
-    return finish(run, results)
+    return {kind: (lambda path=path: StructuredMasks.load_json(path, expected_shape=shape))
+            for kind, path in run.settings.mask_files().items()}
+
+
+def run_super(run: Run) -> dict:
+    def unsearched(full: dict) -> SearchSummary:
+        return SearchSummary(full_score=full[run.task.pruning_metric], super_dir=run.settings.super_tickets.dir)
+
+    return ticket_experiment(run, StructuredUnit, draw, unsearched=unsearched)
 
 
 register(Mode(

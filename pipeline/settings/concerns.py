@@ -327,6 +327,10 @@ class RunSettings:
         overrides this; frozen: tests/test_folder_names.py)."""
         return {}
 
+    def notes(self) -> dict[str, Any]:
+        """What the experiment's settings.json records beside its identity (not hashed)."""
+        return {}
+
     def experiment_identity(self) -> dict[str, Any]:
         """`recorded()` and, under each concern's name, its settings added since that differ from their default."""
         identity = self.recorded()
