@@ -37,7 +37,7 @@ from lottery.magnitude import (
 class IterativeMagnitudePruning(WeightMaskEnforcer):
     def __init__(self, out_dir: str, metric: str, pretrained: Callable[[], Mapping[str, torch.Tensor]],
                  full_score: float, *, rounds: int, epochs_per_round: int, fraction: float, threshold: float,
-                 include_biases: bool, suffixes: tuple[str, ...]):
+                 include_biases: bool, roles: tuple[str, ...]):
         super().__init__(None)
         if rounds < 1 or epochs_per_round < 1 or not 0 < fraction < 1:
             raise ValueError("IterativeMagnitudePruning needs rounds >= 1, epochs_per_round >= 1 and "
@@ -49,7 +49,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
         self.epochs_per_round = epochs_per_round
         self.search = MagnitudeSearch(fraction=fraction, threshold=threshold, max_steps=rounds, of="original",
                                       exit_mask="last_passing")
-        self.parameter_options = {"include_biases": include_biases, "suffixes": tuple(suffixes)}
+        self.parameter_options = {"include_biases": include_biases, "roles": tuple(roles)}
         self._pretrained_state: Mapping[str, torch.Tensor] | None = None
 
     @property

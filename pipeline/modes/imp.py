@@ -61,7 +61,7 @@ class ImpRunSettings(TicketRunSettings):
     def recorded(self) -> dict[str, Any]:
         imp = self.imp
         return {"fraction": float(imp.fraction), "rounds": int(imp.rounds), "epochs_per_round": int(imp.epochs_per_round),
-                **imp.eligibility(), "threshold": self.search.threshold, "split": self.search.split}
+                **imp.recorded(), "threshold": self.search.threshold, "split": self.search.split}
 
 
 def pretrained_state(run: Run) -> dict[str, torch.Tensor]:

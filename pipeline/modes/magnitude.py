@@ -19,7 +19,7 @@ import torch
 from lottery.errors import ConfigError
 from lottery.io import read_json, write_json
 from lottery.magnitude import (
-    ELIGIBLE_SUFFIXES,
+    ELIGIBLE_ROLES,
     MagnitudeSearch,
     WeightMasks,
     bad_weight_ticket,
@@ -46,16 +46,16 @@ class WeightPruningSettings(Concern):
     fraction: float = setting(0.1, "weights pruned per step", identity=ALWAYS)
     include_biases: bool = setting(True, "the eligible biases too (never output.dense.bias, as the authors)",
                                    identity=ALWAYS)
-    modules: tuple[str, ...] = setting(ELIGIBLE_SUFFIXES, "the roles (the paper's BERT module names) whose weights "
+    modules: tuple[str, ...] = setting(ELIGIBLE_ROLES, "the roles (the paper's BERT module names) whose weights "
                                        "are eligible; every model family maps them to its own linears",
                                        identity=ALWAYS)
 
     def __post_init__(self) -> None:
         modules = tuple(self.modules)
         object.__setattr__(self, "modules", modules)
-        unknown = [name for name in modules if name not in ELIGIBLE_SUFFIXES]
+        unknown = [name for name in modules if name not in ELIGIBLE_ROLES]
         if unknown or not modules:
-            raise ConfigError(f"{self.node}.modules must be a non-empty list of {list(ELIGIBLE_SUFFIXES)}; "
+            raise ConfigError(f"{self.node}.modules must be a non-empty list of {list(ELIGIBLE_ROLES)}; "
                               f"got {list(modules)}")
         fraction = self.fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
@@ -63,6 +63,10 @@ class WeightPruningSettings(Concern):
 
     def eligibility(self) -> dict[str, Any]:
         """`lottery.magnitude.eligible_parameters`' options."""
+        return {"include_biases": bool(self.include_biases), "roles": tuple(self.modules)}
+
+    def recorded(self) -> dict[str, Any]:
+        """What the magnitude and IMP folders record of it (the roles as "suffixes")."""
         return {"include_biases": bool(self.include_biases), "suffixes": tuple(self.modules)}
 
 
@@ -90,7 +94,7 @@ class MagnitudeRunSettings(TicketRunSettings):
     def recorded(self) -> dict[str, Any]:
         magnitude = self.magnitude
         return {"fraction": float(magnitude.fraction), "max_steps": int(magnitude.max_steps),
-                "exit_mask": magnitude.exit_mask, **magnitude.eligibility(), "threshold": self.search.threshold,
+                "exit_mask": magnitude.exit_mask, **magnitude.recorded(), "threshold": self.search.threshold,
                 "split": self.search.split}
 
 
