@@ -22,7 +22,9 @@ RESULTS_FORMAT = "bert-lottery/results"
 RESULTS_VERSION = 2
 EVALUATIONS = ("pruned", "retrained")
 EVALUATION_ABBREVIATIONS = {"pruned": "pr", "retrained": "re"}
-UNITS = ("structured", "weights")  # what a ticket masks: heads and MLPs, or single weights
+PRUNINGS = ("structured", "weights")  # what a ticket masks: heads and MLPs, or single weights
+# results.json's names for fields called otherwise here ("unit" now means an attention unit only).
+FILE_KEYS = {"pruning": "unit"}
 # The protocol's keys (conf/protocol/*.yaml), in the order results list them, each with where a run's
 # `settings` record it (the end of its dotted path there): runs that differ only at these paths
 # differ only in protocol (the report's protocol comparison).
@@ -113,7 +115,7 @@ class Results:
     group: str  # hash of the settings without the seed: runs with the same group are seeds of one variant
     settings: dict[str, Any]
     protocol: dict[str, Any]  # {"name": ..., "preset": ..., "keys": {...}}
-    unit: str  # "structured" or "weights"
+    pruning: str  # what its tickets mask, PRUNINGS (results.json: "unit")
     label_prefix: str  # "s", "m", ...: row labels are "<prefix>-<ticket> pr|re"
     figures: list[str]  # the report sections that draw this mode's results
     metric: str  # the metric that drives pruning
@@ -133,12 +135,14 @@ class Results:
         data = asdict(self)
         data["tickets"] = {kind: {k: v for k, v in ticket.items() if v is not None}
                            for kind, ticket in data["tickets"].items()}
-        return data
+        return {FILE_KEYS.get(key, key): value for key, value in data.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "results") -> Results:
         if not isinstance(data, dict):
             raise CorruptFileError(f"{source} is not a results object")
+        names = {file_key: name for name, file_key in FILE_KEYS.items()}
+        data = {names.get(key, key): value for key, value in data.items()}
         if data.get("format") != RESULTS_FORMAT or data.get("version") != RESULTS_VERSION:
             raise CorruptFileError(
                 f"{source} is results format {data.get('format')!r} version {data.get('version')!r}; this "

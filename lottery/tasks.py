@@ -1,6 +1,7 @@
 """The GLUE task registry: text fields, labels, metrics and the metric that drives pruning.
 
-Metric keys follow METHOD.md: `accuracy`, `f1`, `mcc`, `pearson`, `spearman`, `accuracy_mm`.
+Metric keys follow docs/METHOD.md ("Setup of the paper"): `accuracy`, `f1`, `mcc`, `pearson`, `spearman`,
+`accuracy_mm`.
 Two derived keys drive pruning where the paper combines or picks: STS-B prunes on the mean of
 Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`). The paper's
 tables report one metric per task (`table_metric`, from the authors'

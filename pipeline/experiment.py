@@ -9,7 +9,7 @@
 A mode supplies only what is its own: its search (a stage: resumable, and reused once finished),
 or for tickets that are not searched for (super tickets) the summary that stands for it; and how
 its tickets are drawn from the good mask. How masks are saved, sized, applied and retrained is its
-tickets' class (`pipeline.tickets.StructuredUnit`, `WeightUnit`).
+tickets' class (`pipeline.tickets.StructuredTickets`, `WeightTickets`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lottery.schema import SearchSummary
 from pipeline.identity import record_settings
 from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.tickets import Unit, draw_tickets, score_tickets
+from pipeline.tickets import TicketType, draw_tickets, score_tickets
 from pipeline.training import finetune, load_finetuned, stage
 
 SEARCH_DIR = "search"
@@ -37,8 +37,8 @@ Search = Callable[[Run, Path], SearchSummary]
 Draw = Callable[[Run, Any, nn.Module], dict[str, Callable[[], Any]]]
 
 
-def good_mask_path(run: Run, unit: Unit) -> Path:
-    return run.experiment_dir / SEARCH_DIR / f"good{unit.suffix}"
+def good_mask_path(run: Run, ticket_type: TicketType) -> Path:
+    return run.experiment_dir / SEARCH_DIR / f"good{ticket_type.suffix}"
 
 
 def searched(run: Run, search: Search) -> SearchSummary:
@@ -52,7 +52,7 @@ def searched(run: Run, search: Search) -> SearchSummary:
     return SearchSummary.from_dict(stage(run.experiment_dir / SEARCH_DIR, work, force=run.settings.force))
 
 
-def ticket_experiment(run: Run, unit: Unit, draw: Draw, search: Search | None = None,
+def ticket_experiment(run: Run, ticket_type: TicketType, draw: Draw, search: Search | None = None,
                       unsearched: Callable[[dict], SearchSummary] | None = None) -> dict:
     """Fine-tune, search (or, for tickets not searched for, `unsearched(full dev metrics)`), draw,
     score and write the results of one experiment; returns its results dict."""
@@ -60,8 +60,8 @@ def ticket_experiment(run: Run, unit: Unit, draw: Draw, search: Search | None = 
     record_settings(run.experiment_dir, run.recorded_settings)
     summary = searched(run, search) if search is not None else unsearched(full)
     reference = load_finetuned(run)  # after the search, which loads its own copy
-    good = unit.load(good_mask_path(run, unit), reference) if search is not None else None
-    tickets = draw_tickets(run, unit, run.experiment_dir / "tickets", draw(run, good, reference), reference)
+    good = ticket_type.load(good_mask_path(run, ticket_type), reference) if search is not None else None
+    tickets = draw_tickets(run, ticket_type, run.experiment_dir / "tickets", draw(run, good, reference), reference)
     results = new_results(run, full, *model_shape(reference), search=summary)
-    results.tickets = score_tickets(run, run.experiment_dir, unit, tickets, reference)
+    results.tickets = score_tickets(run, run.experiment_dir, ticket_type, tickets, reference)
     return finish(run, results)

@@ -35,7 +35,7 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
     mode = run.mode
     return Results(
         model=run.settings.model.id, task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
-        group=run.group, settings=run.identity, protocol=run.protocol, unit=mode.pruning, label_prefix=mode.label_prefix,
+        group=run.group, settings=run.identity, protocol=run.protocol, pruning=mode.pruning, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
         majority_baseline=majority, search=search.to_dict(), warning=warning,

@@ -4,7 +4,7 @@ the pre-trained model, fine-tuned with the same recipe and seed), and what it co
 ticket as deployed against the full model: parameters, FLOPs, measured latency).
 
 What differs between structured tickets (heads and whole MLPs) and weight tickets (single
-weights, magnitude pruning) is one small class each (`StructuredUnit`, `WeightUnit`): how a mask
+weights, magnitude pruning) is one small class each (`StructuredTickets`, `WeightTickets`): how a mask
 is saved, sized, applied to the fine-tuned model, and retrained. Every stage records the sha256
 of its mask, so editing a ticket's mask file redoes exactly that ticket's stages.
 """
@@ -35,7 +35,7 @@ from pipeline.training import evaluate, fit, load_finetuned, pretrained_model, r
 log = logging.getLogger("lottery")
 
 
-class StructuredUnit:
+class StructuredTickets:
     """Heads and whole MLPs (`StructuredMasks`); retrained tickets are physically smaller."""
 
     suffix = ".json"
@@ -70,7 +70,7 @@ class StructuredUnit:
         return prune_structure(load_finetuned(run), masks)
 
 
-class WeightUnit:
+class WeightTickets:
     """Single weights (`WeightMasks`); retrained tickets keep their pruned weights at exactly zero."""
 
     suffix = ".npz"
@@ -123,10 +123,10 @@ class WeightUnit:
         return model
 
 
-Unit = type[StructuredUnit] | type[WeightUnit]
+TicketType = type[StructuredTickets] | type[WeightTickets]
 
 
-def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[], Any]],
+def draw_tickets(run: Run, ticket_type: TicketType, folder: Path, draw: dict[str, Callable[[], Any]],
                  reference: nn.Module) -> dict[str, Any]:
     """Each configured ticket kind's mask: read from `folder` if saved there, else drawn and saved.
 
@@ -135,19 +135,19 @@ def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[]
     for kind in run.settings.tickets.kinds:
         if kind not in draw:
             raise ConfigError(f"tickets.kinds names {kind!r}; this mode draws {sorted(draw)}")
-        path = folder / f"{kind}{unit.suffix}"
+        path = folder / f"{kind}{ticket_type.suffix}"
         if path.is_file() and not run.settings.force:
             try:
-                tickets[kind] = unit.load(path, reference)
+                tickets[kind] = ticket_type.load(path, reference)
                 continue
             except CorruptFileError as error:
                 log.warning("%s; drawing the %s ticket again", error, kind)
         tickets[kind] = draw[kind]()
-        unit.save(tickets[kind], path)
+        ticket_type.save(tickets[kind], path)
     return tickets
 
 
-def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], reference: nn.Module,
+def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dict[str, Any], reference: nn.Module,
                   mask_folder: str = "tickets") -> dict[str, Ticket]:
     """Each ticket's size and its scores pruned and retrained; every stage resumable, and redone
     when its mask changed."""
@@ -158,20 +158,20 @@ def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], 
         inputs = {"mask_sha256": sha}
 
         def pruned_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
-            return evaluate(run, unit.pruned_module(run, masks), run_dir, f"pruned-{kind}")
+            return evaluate(run, ticket_type.pruned_module(run, masks), run_dir, f"pruned-{kind}")
 
         def retrained_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
-            return unit.retrain(run, run_dir, masks, kind)
+            return ticket_type.retrain(run, run_dir, masks, kind)
 
         def cost_work(run_dir: Path, masks: Any = masks) -> dict:
-            return measure_cost(run, reference, unit.runnable(run, masks))
+            return measure_cost(run, reference, ticket_type.runnable(run, masks))
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
         retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
                      if settings.retrain else None)
         cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if settings.cost else None
-        scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{unit.suffix}", mask_sha256=sha, pruned=pruned,
-                              retrained=retrained, cost=cost, **unit.describe(masks, reference))
+        scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{ticket_type.suffix}", mask_sha256=sha, pruned=pruned,
+                              retrained=retrained, cost=cost, **ticket_type.describe(masks, reference))
     return scored
 
 

@@ -75,7 +75,7 @@ def _result(rng, task, variant, seed, settings_extra=None):
     return Results(
         model="minilm", task=task, seed=seed, mode=mode, variant=variant, group=group, settings=settings,
         protocol={"name": protocol, "preset": protocol, "keys": keys, "differs_from_preset": []},
-        unit="structured" if mode == "structured" else "weights", label_prefix=mode[0],
+        pruning="structured" if mode == "structured" else "weights", label_prefix=mode[0],
         figures=STRUCTURED_FIGURES if mode == "structured" else ["bars", "magnitude_heatmap"],
         metric=metric, table_metric=table_metric, metrics=metrics, num_layers=LAYERS, num_heads=HEADS,
         full=_scores(rng, metrics, full), majority_baseline={m: (0.0 if task == "stsb" else 0.527) for m in metrics},

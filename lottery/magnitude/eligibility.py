@@ -76,9 +76,9 @@ def eligible_parameters(
 ) -> dict[str, nn.Parameter]:
     """The parameters magnitude pruning may remove, by `named_parameters` name, in layer order.
 
-    Default (METHOD.md): in every encoder layer, the weights of Q, K, V, attention-output,
-    intermediate and output dense layers and their biases except `output.dense.bias`. Embeddings,
-    pooler, classifier and norms are never eligible. `roles` are the paper's BERT names (`ELIGIBLE_ROLES`,
+    Default (docs/METHOD.md, "Magnitude pruning"): in every encoder layer, the weights of Q, K, V,
+    attention-output, intermediate and output dense layers and their biases except
+    `output.dense.bias`. Embeddings, pooler, classifier and norms are never eligible. `roles` are the paper's BERT names (`ELIGIBLE_ROLES`,
     mapped to the model family's linears: e.g. a decoder's intermediate.dense is gate_proj and
     up_proj, its output.dense down_proj; DeBERTa's query and key include the relative-position
     projections pos_query_proj / pos_key_proj when they are not shared) or module paths inside a

@@ -41,7 +41,7 @@ def protocol_pairs(groups: dict[GroupKey, list[Loaded]]) -> list[tuple[GroupKey,
     buckets: dict[tuple, list[GroupKey]] = {}
     for key, group in groups.items():
         results = group[0].results
-        if results.unit != "structured" or not results.protocol.get("keys"):
+        if results.pruning != "structured" or not results.protocol.get("keys"):
             continue
         free = repr(sorted(_protocol_free(results.settings, results.mode).items()))
         buckets.setdefault((key[0], key[2], results.mode, free), []).append(key)

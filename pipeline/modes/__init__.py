@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lottery.errors import ConfigError
+from lottery.schema import PRUNINGS
 from pipeline.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ MODES: dict[str, Mode] = {}
 def register(mode: Mode) -> Mode:
     if mode.name in MODES:
         raise ValueError(f"two experiment modes are called {mode.name!r}")
+    if mode.pruning not in ("", *PRUNINGS):
+        raise ValueError(f"mode {mode.name!r}: pruning must be one of {PRUNINGS} (or empty), got {mode.pruning!r}")
     if any(other.settings is mode.settings for other in MODES.values()):
         raise ValueError(f"mode {mode.name!r} shares its settings class with another mode: give it its own")
     MODES[mode.name] = mode

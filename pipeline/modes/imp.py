@@ -24,7 +24,7 @@ from pipeline.modes.magnitude import WeightPruningSettings, draw, weight_search_
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, TicketRunSettings, setting
 from pipeline.settings.concerns import check_positive_integer
-from pipeline.tickets import WeightUnit
+from pipeline.tickets import WeightTickets
 from pipeline.training import datamodule, evaluate, load_finetuned, pretrained_model, recipe_module, resumable_fit
 
 
@@ -91,7 +91,7 @@ def imp_search(run: Run, run_dir: Path) -> SearchSummary:
 
 
 def run_imp(run: Run) -> dict:
-    return ticket_experiment(run, WeightUnit, draw, search=imp_search)
+    return ticket_experiment(run, WeightTickets, draw, search=imp_search)
 
 
 register(Mode(

@@ -34,7 +34,7 @@ from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, Concern, TicketRunSettings, setting
-from pipeline.tickets import WeightUnit
+from pipeline.tickets import WeightTickets
 from pipeline.training import evaluate, load_finetuned, recipe_module
 
 
@@ -154,7 +154,7 @@ def draw(run: Run, good: WeightMasks, reference: torch.nn.Module) -> dict:
 
 
 def run_magnitude(run: Run) -> dict:
-    return ticket_experiment(run, WeightUnit, draw, search=oneshot_search)
+    return ticket_experiment(run, WeightTickets, draw, search=oneshot_search)
 
 
 register(Mode(

@@ -22,8 +22,7 @@ from lottery.errors import ConfigError
 from lottery.importance import get_criterion
 from lottery.masks import StructuredMasks
 from lottery.schema import SearchSummary
-from lottery.search import MODES as TARGETS
-from lottery.search import PHASE_CHANGES, SearchConfig
+from lottery.search import PHASE_CHANGES, TARGETS, SearchConfig
 from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
 from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
@@ -37,7 +36,7 @@ from pipeline.settings import (
     TicketSettings,
     setting,
 )
-from pipeline.tickets import StructuredUnit
+from pipeline.tickets import StructuredTickets
 from pipeline.training import datamodule, load_finetuned, make_trainer
 
 log = logging.getLogger("lottery")
@@ -67,7 +66,7 @@ class StructuredSettings(Concern):
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"structured.target must be one of {TARGETS}, got {self.target!r}")
-        SearchConfig(mode=self.target, head_fraction=self.head_fraction, mlps_per_step=self.mlps_per_step)
+        SearchConfig(target=self.target, head_fraction=self.head_fraction, mlps_per_step=self.mlps_per_step)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class StructuredRunSettings(TicketRunSettings):
 
     def search_config(self) -> SearchConfig:
         structured = self.structured
-        return SearchConfig(mode=structured.target, threshold=self.search.threshold,
+        return SearchConfig(target=structured.target, threshold=self.search.threshold,
                             head_fraction=structured.head_fraction, mlps_per_step=structured.mlps_per_step,
                             phase_change=self.search.phase_change)
 
@@ -129,13 +128,13 @@ def draw(run: Run, good: StructuredMasks, reference) -> dict:
     return {
         "good": lambda: good,
         "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed, sampling=sampling,
-                                                         mode=target)),
-        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, mode=target)),
+                                                         target=target)),
+        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, target=target)),
     }
 
 
 def run_structured(run: Run) -> dict:
-    return ticket_experiment(run, StructuredUnit, draw, search=search)
+    return ticket_experiment(run, StructuredTickets, draw, search=search)
 
 
 register(Mode(

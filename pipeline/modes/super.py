@@ -19,7 +19,7 @@ from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, NEVER, Concern, SearchSettings, TicketRunSettings, TicketSettings, setting
-from pipeline.tickets import StructuredUnit
+from pipeline.tickets import StructuredTickets
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def run_super(run: Run) -> dict:
     def unsearched(full: dict) -> SearchSummary:
         return SearchSummary(full_score=full[run.task.pruning_metric], super_dir=run.settings.super_tickets.dir)
 
-    return ticket_experiment(run, StructuredUnit, draw, unsearched=unsearched)
+    return ticket_experiment(run, StructuredTickets, draw, unsearched=unsearched)
 
 
 register(Mode(
