@@ -19,8 +19,7 @@ from pipeline.identity import finetune_identity
 from pipeline.run import make_run
 from tests.helpers import compose_config, experiment_dir, finetune_dir, tiny_overrides
 
-pytestmark = pytest.mark.skipif(not (SHARED_GLUE / "RTE" / "train.tsv").is_file(),
-                                reason="needs the GLUE files in ../shared/data/glue")
+pytestmark = pytest.mark.real_glue("RTE")
 QUICK = ("tickets.retrain=false", "tickets.cost=false")
 
 

@@ -160,6 +160,7 @@ def test_magnitude_values_are_checked_before_any_work(tmp_path, tiny_glue):
     assert not (tmp_path / "tiny").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("overrides", "message"), [
     (["model=custom", "model.name_or_path=roberta-base"], "model.id is missing"),
     (["model=custom", "model.id=mine", "model.name_or_path=/no/such/model"], "is neither an existing folder nor a hub id"),
@@ -171,6 +172,7 @@ def test_the_command_line_says_one_line_and_no_traceback(tmp_path, overrides, me
     assert result.returncode == 2 and message in output and "Traceback" not in output, output[-2000:]
 
 
+@pytest.mark.e2e
 def test_a_bug_keeps_its_traceback(tmp_path):
     code = ("import sys, pipeline.training as t\n"
             "def broken(run): raise ValueError('a bug deep in the stack')\n"
