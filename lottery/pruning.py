@@ -48,27 +48,7 @@ from lottery.masks import StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_shape
 
 __all__ = ["STRUCTURE_KEY", "NoHeadsAttention", "NoHeadsSelfAttention", "load_pruned", "prune_structure",
-           "pruned_structure", "save_pruned", "slice_linear", "structure_masks"]
-
-
-def slice_linear(linear: nn.Linear, keep: torch.Tensor, dim: int, bias: bool = True) -> nn.Linear:
-    """A new Linear with only the `keep` rows (dim=0, output features) or columns (dim=1).
-
-    Sliced output rows take their bias entries with them; when slicing columns the bias is kept
-    whole, or dropped with `bias=False`. No random initialisation is run, and zero-sized results
-    are fine (they stand for removed units).
-    """
-    weight = linear.weight.detach().index_select(dim, keep.to(linear.weight.device)).clone()
-    # Built on the meta device at a dummy size, then given its real tensors: nn.Linear's own
-    # initialisation would waste time and warns on zero-element weights.
-    new = nn.Linear(1, 1, bias=False, device="meta")
-    new.out_features, new.in_features = weight.shape
-    new.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
-    if bias and linear.bias is not None:
-        old_bias = linear.bias.detach()
-        new_bias = old_bias.index_select(0, keep.to(old_bias.device)) if dim == 0 else old_bias
-        new.bias = nn.Parameter(new_bias.clone(), requires_grad=linear.bias.requires_grad)
-    return new
+           "pruned_structure", "save_pruned", "structure_masks"]
 
 
 def pruned_structure(model: nn.Module) -> dict[str, list]:

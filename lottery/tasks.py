@@ -2,7 +2,8 @@
 custom tasks (`lottery.custom_tasks`: your own CSV / TSV / JSONL files or a Hugging Face dataset)
 implement too; `task_from_settings` builds the run's task from its `task` settings.
 
-Metric keys follow METHOD.md: `accuracy`, `f1`, `mcc`, `pearson`, `spearman`, `accuracy_mm`.
+Metric keys follow docs/METHOD.md ("Setup of the paper"): `accuracy`, `f1`, `mcc`, `pearson`, `spearman`,
+`accuracy_mm`.
 Two derived keys drive pruning where the paper combines or picks: STS-B prunes on the mean of
 Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`). The paper's
 tables report one metric per task (`table_metric`, from the authors'

@@ -60,6 +60,7 @@ def test_publish_refuses_what_the_hub_could_not_load(tmp_path, ticket):
         check_folder(tmp_path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("family", ["bert", "distilbert", "modernbert", "qwen2"])
 def test_a_pruned_ticket_loads_with_plain_transformers_where_the_project_cannot_be_imported(tmp_path, family):
     import subprocess

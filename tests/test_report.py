@@ -87,7 +87,7 @@ def _result(rng, task, variant, seed, settings_extra=None):
     return Results(
         model="minilm", task=task, seed=seed, mode=mode, variant=variant, group=group, settings=settings,
         protocol={"name": protocol, "preset": preset, "keys": keys, "differs_from_preset": differs},
-        unit="structured" if mode == "structured" else "weights", label_prefix=mode[0],
+        pruning="structured" if mode == "structured" else "weights", label_prefix=mode[0],
         # (the flipped run draws its stability only: fewer figures keep the test fast)
         figures=(["stability"] if protocol == "custom" else STRUCTURED_FIGURES) if mode == "structured"
         else ["bars", "magnitude_heatmap"],

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import ROOT, run_cli
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 PARTITION = os.environ.get("LOTTERY_SLURM_PARTITION", "debug")  # the one .ci/slurm/start.sh creates
 
 

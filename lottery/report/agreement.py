@@ -84,7 +84,7 @@ def protocol_pairs(groups: dict[GroupKey, list[Loaded]]) -> list[tuple[GroupKey,
     buckets: dict[tuple, list[GroupKey]] = {}
     for key, group in groups.items():
         results = group[0].results
-        if results.unit == "structured" and results.protocol.get("keys"):
+        if results.pruning == "structured" and results.protocol.get("keys"):
             buckets.setdefault((key[0], key[2], results.mode), []).append(key)
     pairs = []
     for keys in buckets.values():

@@ -185,7 +185,7 @@ def write_patterns(directory: Path, out: Path, groups: dict[GroupKey, list[Loade
             written += figures.write_figure(grid, out / "figures" / f"pattern_examples_{figures.safe_name(model)}_"
                                                                   f"{figures.safe_name(task)}")
         for key, group in groups.items():
-            if (key[0], key[2]) != (model, task) or group[0].results.unit != "structured":
+            if (key[0], key[2]) != (model, task) or group[0].results.pruning != "structured":
                 continue
             found = contrasts(per_seed, group)
             if not found:
