@@ -152,9 +152,10 @@ def test_jobs_are_pinned_k_per_gpu_under_an_mps_daemon_that_the_pack_starts_and_
     assert {r["CUDA_MPS_PIPE_DIRECTORY"] for r in jobs} == {pipe}
     # Under MPS the clients number the daemon's GPUs from 0: two jobs at a time on each.
     assert [r["met"] for r in jobs[:4]] == [4, 4, 4, 4]  # four at once
-    for gpu in ("0", "1"):
+    assert sorted({r["CUDA_VISIBLE_DEVICES"] for r in jobs}) == ["0", "1"]
+    for gpu in ("0", "1"):  # a freed slot takes the next job, so the split need not be 3 + 3
         on_gpu = [(r["start"], r["end"]) for r in jobs if r["CUDA_VISIBLE_DEVICES"] == gpu]
-        assert len(on_gpu) == 3 and most_at_once(on_gpu) <= 2, gpu  # never more than two on a GPU
+        assert most_at_once(on_gpu) <= 2, gpu  # never more than two on a GPU
     assert f"CUDA MPS on (pipe folder {pipe}" in proc.stdout
 
 

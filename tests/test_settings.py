@@ -94,8 +94,9 @@ KEPT = {
     "cost.warmup": 0, "search.threshold": 0.5,
 }
 # Not part of the hash, but of the folder's place or readable name: model.id and paths.root (its
-# place), protocol (the label), data.glue_dir (its content is hashed, not its place).
-ELSEWHERE = ("model.id", "paths.root", "protocol", "data.glue_dir")
+# place), protocol (the label), data.glue_dir (its content is hashed, not its place), task_spec (a
+# custom task's definition enters the identity as task_definition: tests/test_custom_tasks.py).
+ELSEWHERE = ("model.id", "paths.root", "protocol", "data.glue_dir", "task_spec")
 
 
 def flipped(settings, path: str, value):
