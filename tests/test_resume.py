@@ -19,7 +19,7 @@ import pytest
 from pipeline.config import SHARED_GLUE
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.skipif(not (SHARED_GLUE / "SST-2").is_dir(), reason=f"real GLUE not found at {SHARED_GLUE}")
+pytestmark = [pytest.mark.e2e, pytest.mark.real_glue("SST-2")]
 
 # tickets.cost=false: latency is a measurement, never the same twice; everything else must be.
 BASE = ["model=tiny", "task=sst2", "seed=7", "tickets.cost=false", f"data.glue_dir={SHARED_GLUE}", "data.train_limit=1500",
