@@ -30,6 +30,7 @@ from lottery.masks import StructuredMasks
 from lottery.pruning import prune_structure, save_pruned
 from lottery.schema import Ticket
 from pipeline.run import Run
+from pipeline.settings.concerns import CostSettings, ExecutionSettings
 from pipeline.training import evaluate, fit, load_finetuned, pretrained_model, recipe_module, save_plain, stage
 
 log = logging.getLogger("lottery")
@@ -152,6 +153,7 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
     """Each ticket's size and its scores pruned and retrained; every stage resumable, and redone
     when its mask changed."""
     force, settings = run.settings.force, run.settings.tickets
+    full_cost = FullModelCost(run, reference)
     scored = {}
     for kind, masks in tickets.items():
         sha = masks.content_sha256()
@@ -164,7 +166,7 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
             return ticket_type.retrain(run, run_dir, masks, kind)
 
         def cost_work(run_dir: Path, masks: Any = masks) -> dict:
-            return measure_cost(run, reference, ticket_type.runnable(run, masks))
+            return measure_cost(run, full_cost, ticket_type.runnable(run, masks))
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
         retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
@@ -175,28 +177,59 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
     return scored
 
 
-def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, float | str]:
-    """Parameters, FLOPs per example and eval latency of the ticket against the full model, on the
-    run's device and precision (`lottery.cost`), flattened; speed-ups = full / ticket (absent where
-    the ticket keeps nothing to run)."""
-    settings, execution = run.settings.cost, run.settings.execution
-    device = "cuda" if str(execution.accelerator) in ("gpu", "cuda") else "cpu"
-    precision = "bf16" if str(execution.precision).startswith("bf16") else "fp32"
-    full_cost = model_cost(full, device, batch_sizes=settings.batch_sizes, seq_len=settings.seq_len,
-                           precision=precision, min_run_time_s=float(settings.min_run_time_s))
-    measured = ticket_cost(full_cost, ticket)
-    flat: dict[str, float | str] = {"device": measured["device_name"] if device == "cuda" else "cpu",
-                                    "precision": precision, "seq_len": float(measured["seq_len"]),
-                                    "threads": float(measured["threads"])}
-    for name in ("full", "pruned"):
-        part = measured[name]
-        flat[f"params_{name}"] = float(part["params"])
-        flat[f"flops_per_example_{name}"] = float(part["flops_per_example"])
-        for size, seconds in part["latency_s"].items():
-            flat[f"latency_ms_b{size}_{name}"] = 1000.0 * seconds
-    speedup = measured["speedup"]
-    candidates = {"speedup_flops": speedup["flops"], "speedup_params": speedup["params"],
-                  **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()},
-                  **{f"latency_vs_flops_b{size}": value for size, value in measured["latency_vs_flops"].items()}}
-    flat.update({key: float(value) for key, value in candidates.items() if value is not None})
+def cost_devices(execution: ExecutionSettings, cost: CostSettings) -> list[str]:
+    """Where the cost stage times the models: the run's device (cuda or cpu), and the CPU too when
+    `cost.cpu=true` on a GPU run."""
+    accelerator = str(execution.accelerator)
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return ["cuda", *(["cpu"] if cost.cpu else [])] if on_gpu else ["cpu"]
+
+
+def cost_precision(run: Run) -> str:
+    """The precision the run's models run at (bf16 under trainer.precision=bf16-*, else fp32)."""
+    return "bf16" if str(run.settings.execution.precision).startswith("bf16") else "fp32"
+
+
+class FullModelCost:
+    """The full model's `model_cost` on each device, measured once per experiment (the first ticket
+    that needs it) and shared by every ticket's cost, so all tickets compare against one timing."""
+
+    def __init__(self, run: Run, full: nn.Module) -> None:
+        self.run, self.full, self.measured = run, full, {}
+
+    def on(self, device: str) -> dict:
+        if device not in self.measured:
+            settings = self.run.settings.cost
+            precision = cost_precision(self.run) if device == "cuda" else "fp32"
+            self.measured[device] = model_cost(self.full, device, batch_sizes=settings.batch_sizes,
+                                               seq_len=settings.seq_len, precision=precision,
+                                               min_run_time_s=float(settings.min_run_time_s))
+        return self.measured[device]
+
+
+def measure_cost(run: Run, full: FullModelCost, ticket: nn.Module) -> dict[str, float | str]:
+    """Parameters, FLOPs per example and eval latency of the ticket against the full model on each of
+    `cost_devices` (`lottery.cost.ticket_cost`: blocked_autorange), flattened; the run's device's
+    numbers unprefixed, the CPU's (cost.cpu=true on a GPU run) prefixed `cpu_`. Records where and how
+    it was timed: device (cpu, or the GPU's name), precision, threads. Speed-ups = full / ticket (absent
+    where the ticket keeps nothing to run); latency_vs_flops = the latency speed-up / the FLOPs speed-up."""
+    flat: dict[str, float | str] = {}
+    for index, device in enumerate(cost_devices(run.settings.execution, run.settings.cost)):
+        measured = ticket_cost(full.on(device), ticket)
+        prefix = "" if index == 0 else f"{device}_"
+        flat[f"{prefix}device"] = measured["device_name"] if device == "cuda" else "cpu"
+        flat[f"{prefix}precision"] = measured["precision"]
+        flat[f"{prefix}threads"] = float(measured["threads"])
+        flat[f"{prefix}seq_len"] = float(measured["seq_len"])
+        for name in ("full", "pruned"):
+            part = measured[name]
+            flat[f"{prefix}params_{name}"] = float(part["params"])
+            flat[f"{prefix}flops_per_example_{name}"] = float(part["flops_per_example"])
+            for size, seconds in part["latency_s"].items():
+                flat[f"{prefix}latency_ms_b{size}_{name}"] = 1000.0 * seconds
+        speedup = measured["speedup"]
+        candidates = {"speedup_flops": speedup["flops"], "speedup_params": speedup["params"],
+                      **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()},
+                      **{f"latency_vs_flops_b{size}": value for size, value in measured["latency_vs_flops"].items()}}
+        flat.update({f"{prefix}{key}": float(value) for key, value in candidates.items() if value is not None})
     return flat

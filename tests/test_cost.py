@@ -101,3 +101,44 @@ def test_a_ticket_with_nothing_left_has_no_flops_speedup():
     result = cost.ticket_cost(cost.model_cost(tiny_bert(seed=0), batch_sizes=(1,), seq_len=8, min_run_time_s=0.01), empty)
     assert result["speedup"]["flops"] is None and result["speedup"]["encoder_params"] > 1
     assert result["latency_vs_flops"] == {"1": None}
+
+
+# ----- the cost stage (pipeline.tickets): where it measures, and the full model timed once -----
+def cost_run(accelerator: str = "cpu", cpu: bool = False):
+    from types import SimpleNamespace
+
+    from pipeline.settings.concerns import CostSettings, ExecutionSettings
+
+    settings = SimpleNamespace(cost=CostSettings(batch_sizes=(1,), seq_len=8, min_run_time_s=0.01, cpu=cpu),
+                               execution=ExecutionSettings(accelerator=accelerator))
+    return SimpleNamespace(settings=settings)
+
+
+def test_the_cost_stage_measures_on_the_runs_device_and_on_the_cpu_when_asked():
+    from pipeline.tickets import cost_devices
+
+    def where(accelerator, cpu):
+        return cost_devices(cost_run(accelerator, cpu).settings.execution, cost_run(accelerator, cpu).settings.cost)
+
+    assert where("cpu", False) == ["cpu"] and where("cpu", True) == ["cpu"]
+    assert where("gpu", False) == ["cuda"] and where("gpu", True) == ["cuda", "cpu"]
+
+
+def test_the_full_model_is_timed_once_for_every_ticket_of_an_experiment(monkeypatch):
+    from pipeline import tickets
+
+    timed = []
+
+    def counting(model, *args, **kwargs):
+        timed.append(model)
+        return cost.model_cost(model, *args, **kwargs)
+
+    monkeypatch.setattr(tickets, "model_cost", counting)  # the full model's timings (tickets: ticket_cost's own)
+    run, full = cost_run(), tiny_bert(seed=0)
+    shared = tickets.FullModelCost(run, full)
+    measured = [tickets.measure_cost(run, shared, pruned_tiny()) for _ in range(3)]
+    assert [model is full for model in timed] == [True]  # once, however many tickets
+    assert len({m["latency_ms_b1_full"] for m in measured}) == 1
+    for metrics in measured:
+        assert metrics["device"] == "cpu" and metrics["precision"] == "fp32" and metrics["threads"] >= 1
+        assert metrics["latency_vs_flops_b1"] == pytest.approx(metrics["speedup_latency_b1"] / metrics["speedup_flops"])

@@ -12,7 +12,7 @@ from lottery.patterns import TYPES
 from lottery.report import write_report
 from lottery.report.evolution import consecutive_spearman, pruned_at, survivor_share_by_initial_rank
 from pipeline import train
-from tests.helpers import compose_config, experiment_dir, tiny_overrides
+from tests.helpers import compose_config, experiment_dir, stage_metrics, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,15 @@ def test_every_ticket_records_what_it_costs(sweep):
         assert cost["device"] == "cpu" and cost["precision"] == "fp32" and cost["threads"] == torch.get_num_threads()
         if "speedup_flops" in cost:
             assert cost["speedup_flops"] == pytest.approx(cost["flops_per_example_full"] / cost["flops_per_example_pruned"])
+    root, _ = sweep
+    folder = experiment_dir(root, "rte", "structured-paper", seed=1)
+    on_disk = {kind: stage_metrics(folder / "cost" / kind) for kind in results[1]["tickets"]}
+    for cost in on_disk.values():
+        assert cost["device"] == "cpu" and cost["precision"] == "fp32" and cost["threads"] >= 1
+    # the full model is timed once per experiment: every ticket compares against the same timing
+    # (three timings of it would never agree to the last bit)
+    for key in ("latency_ms_b1_full", "latency_ms_b64_full"):
+        assert len({cost[key] for cost in on_disk.values()}) == 1, key
 
 
 def test_the_report_draws_patterns_evolution_and_cost(sweep):

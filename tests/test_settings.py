@@ -94,7 +94,7 @@ KEPT = {
     "data.num_workers": 2, "data.target": "my.DataModule", "execution.trainer": {"log_every_n_steps": 1},
     "paths.cache_dir": "/elsewhere", "force": True, "loggers": {}, "callbacks": {}, "tickets.kinds": ("good",),
     "tickets.retrain": False, "tickets.cost": False, "cost.batch_sizes": (1,), "cost.seq_len": 16, "cost.min_run_time_s": 0.5,
-    "search.threshold": 0.5, "data.pin_memory": True, "speed.adamw": "for_loop",
+    "cost.cpu": True, "search.threshold": 0.5, "data.pin_memory": True, "speed.adamw": "for_loop",
     "speed.finite_check_every_n_steps": 1, "speed.log_every_step": True,
 }
 # Not part of the hash, but of the folder's place or readable name: model.id and paths.root (its

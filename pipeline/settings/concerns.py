@@ -293,6 +293,7 @@ class CostSettings(Concern):
     seq_len: int = setting(128, "tokens per example timed", identity=NEVER)
     min_run_time_s: float = setting(2.0, "timed seconds per model and batch size (torch.utils.benchmark's "
                                     "blocked_autorange: warm-up, synchronisation, blocks)", identity=NEVER)
+    cpu: bool = setting(False, "also time on the CPU when the run trains on a GPU", identity=NEVER)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
