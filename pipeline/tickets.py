@@ -29,8 +29,10 @@ from lottery.magnitude import WeightMasks, load_weight_masks, sparsity_report
 from lottery.masks import StructuredMasks
 from lottery.pruning import prune_structure, save_pruned
 from lottery.schema import Ticket
+from pipeline.retrain_pool import retrain_at_once, retrain_processes
 from pipeline.run import Run
 from pipeline.settings.concerns import CostSettings, ExecutionSettings
+from pipeline.stages import STAGE_FILE, read_stage
 from pipeline.training import evaluate, fit, load_finetuned, pretrained_model, recipe_module, save_plain, stage
 
 log = logging.getLogger("lottery")
@@ -154,6 +156,7 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
     when its mask changed."""
     force, settings = run.settings.force, run.settings.tickets
     full_cost = FullModelCost(run, reference)
+    concurrent = settings.retrain and retrain_concurrently(run, exp_dir, ticket_type, tickets)
     scored = {}
     for kind, masks in tickets.items():
         sha = masks.content_sha256()
@@ -169,12 +172,30 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
             return measure_cost(run, full_cost, ticket_type.runnable(run, masks))
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
-        retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
+        retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force and not concurrent, inputs=inputs)
                      if settings.retrain else None)
         cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if settings.cost else None
         scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{ticket_type.suffix}", mask_sha256=sha, pruned=pruned,
                               retrained=retrained, cost=cost, **ticket_type.describe(masks, reference))
     return scored
+
+
+def retrain_concurrently(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dict[str, Any]) -> bool:
+    """Retrain the tickets whose retrained stage is not finished several at once, each in its own
+    process (`tickets.retrain_processes`; pipeline.retrain_pool); True if it did, False to leave them
+    to the sequential loop."""
+    pending = {}
+    for kind, masks in tickets.items():
+        inputs = {"mask_sha256": masks.content_sha256()}
+        done = exp_dir / "retrained" / kind / STAGE_FILE
+        if run.settings.force or read_stage(done, inputs) is None:
+            pending[kind] = (masks, inputs)
+    processes = retrain_processes(run, len(pending))
+    if processes < 2:
+        return False
+    log.info("retraining %s at once, %d processes", ", ".join(pending), processes)
+    retrain_at_once(run, exp_dir, ticket_type, pending, processes)
+    return True
 
 
 def cost_devices(execution: ExecutionSettings, cost: CostSettings) -> list[str]:

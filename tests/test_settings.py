@@ -96,6 +96,7 @@ KEPT = {
     "tickets.retrain": False, "tickets.cost": False, "cost.batch_sizes": (1,), "cost.seq_len": 16, "cost.min_run_time_s": 0.5,
     "cost.cpu": True, "search.threshold": 0.5, "data.pin_memory": True, "speed.adamw": "for_loop",
     "speed.finite_check_every_n_steps": 1, "speed.log_every_step": True,
+    "tickets.retrain_processes": 3,
 }
 # Not part of the hash, but of the folder's place or readable name: model.id and paths.root (its
 # place), protocol (the label), data.glue_dir (its content is hashed, not its place), task_spec (a

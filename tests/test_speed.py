@@ -120,3 +120,40 @@ def test_the_rich_bar_redraws_at_most_every_interval_and_at_the_last_batch(monke
     assert [bar._due(i, 10) for i in range(10)] == [True] + [False] * 8 + [True]
     every = ThrottledRichProgressBar(min_interval_s=0)
     assert all(every._due(i, 10) for i in range(10))
+
+
+# ----- tickets retrained at once (tickets.retrain_processes, pipeline/retrain_pool.py) -----
+@pytest.mark.e2e  # spawns a process per ticket: ~70 s on 2 shared cores
+def test_tickets_retrained_at_once_give_the_same_files_as_one_after_the_other(tmp_path, tiny_glue, monkeypatch):
+    """The same metrics, and the same weights up to their last bits: a retrain in a fresh process (a
+    pool's, or a rerun's after a kill) differs in the last bits from one in the process that also ran
+    the fine-tune and the search (found here: byte-identical to a sequential rerun in a fresh process)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from pipeline import retrain_pool, tickets
+    from tests.helpers import experiment_dir, stage_metrics
+
+    overrides = ["task=rte", "experiment=structured", "structured.head_fraction=0.25", "tickets.cost=false",
+                 "tickets.kinds=[good,bad]"]
+    sequential = train(compose_config(tiny_overrides(tmp_path / "one", tiny_glue, *overrides)))
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    folder = experiment_dir(tmp_path / "two", "rte", "structured-paper")
+    shutil.rmtree(folder / "retrained")
+    (folder / "results.json").unlink()
+    pools = []
+    monkeypatch.setattr(tickets, "retrain_at_once",
+                        lambda *args: pools.append(args[-1]) or retrain_pool.retrain_at_once(*args))
+    concurrent = train(compose_config(tiny_overrides(tmp_path / "two", tiny_glue, *overrides,
+                                                     "tickets.retrain_processes=2")))
+    assert pools == [2]  # both tickets in their own processes, at once
+    first = experiment_dir(tmp_path / "one", "rte", "structured-paper")
+    for kind in ("good", "bad"):
+        assert stage_metrics(folder / "retrained" / kind) == stage_metrics(first / "retrained" / kind)
+        ours, theirs = (load_file(str(place / "retrained" / kind / "model" / "model.safetensors"))
+                        for place in (folder, first))
+        assert ours.keys() == theirs.keys()
+        for name, tensor in ours.items():
+            torch.testing.assert_close(tensor, theirs[name], rtol=0, atol=1e-6, msg=name)
+        assert concurrent["tickets"][kind]["retrained"] == sequential["tickets"][kind]["retrained"]

@@ -276,12 +276,17 @@ class TicketSettings(Concern):
     retrain: bool = setting(True, "re-fine-tune each ticket from the pre-trained weights", identity=NEVER)
     cost: bool = setting(True, "measure each ticket's parameters, FLOPs and latency against the full model",
                          identity=NEVER)
+    retrain_processes: int | str = setting(1, "tickets retrained at once, each in its own process: 1 (one after "
+                                           "the other) | K | auto (every ticket on a GPU; on a CPU one per 4 "
+                                           "cores); the same files", identity=NEVER)
 
     def __post_init__(self) -> None:
         kinds = tuple(self.kinds)
         object.__setattr__(self, "kinds", kinds)
         if not kinds or any(kind not in KINDS for kind in kinds):
             raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
+        if self.retrain_processes != "auto" and (not is_integer(self.retrain_processes) or self.retrain_processes < 1):
+            raise ConfigError(f"tickets.retrain_processes must be a positive integer or auto, got {self.retrain_processes!r}")
 
 
 @dataclass(frozen=True)
