@@ -184,6 +184,8 @@ def retrain_concurrently(run: Run, exp_dir: Path, ticket_type: TicketType, ticke
     """Retrain the tickets whose retrained stage is not finished several at once, each in its own
     process (`tickets.retrain_processes`; pipeline.retrain_pool); True if it did, False to leave them
     to the sequential loop."""
+    if run.settings.tickets.retrain_processes == 1:
+        return False
     pending = {}
     for kind, masks in tickets.items():
         inputs = {"mask_sha256": masks.content_sha256()}
