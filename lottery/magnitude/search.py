@@ -8,6 +8,7 @@ of the *original* count per round: `global_magnitude_step(of=...)`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Literal
@@ -18,7 +19,9 @@ from torch import Tensor
 from lottery.errors import ConfigError, NonFiniteError
 from lottery.magnitude.masks import WeightMasks
 from lottery.magnitude.selection import check_same_names, magnitudes, smallest, unflatten
-from lottery.pass_rule import check_threshold, passes
+from lottery.pass_rule import bar, check_threshold, passes
+
+log = logging.getLogger("lottery")
 
 Base = Literal["remaining", "original"]
 
@@ -107,6 +110,8 @@ class MagnitudeSearch:
             self.full_score = score
         passed = step == 0 or passes(score, self.full_score, self.threshold)
         self.history.append({"step": step, "sparsity": masks.sparsity(), "score": score, "passed": passed})
+        log.info("magnitude step %d: %.1f%% of the eligible weights pruned; score %.4f vs bar %.4f: %s", step,
+                 100 * masks.sparsity(), score, bar(self.full_score, self.threshold), "pass" if passed else "fail")
         self._masks = [*self._masks[-1:], masks]
         if passed:
             self._last_passing = (step, masks)
