@@ -19,6 +19,7 @@ class ProgressLines(ProgressBar):
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
+        self._step = 0
 
     def disable(self) -> None:
         self._enabled = False
@@ -27,8 +28,10 @@ class ProgressLines(ProgressBar):
         self._enabled = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # A search is a fit without an optimizer: it logs its own line per iteration (lottery.search).
-        if self._enabled and trainer.is_global_zero and trainer.optimizers:
+        # A search's epochs take no step (it is a fit that only evaluates): it logs its own line per
+        # iteration (lottery.search).
+        stepped, self._step = trainer.global_step > self._step, trainer.global_step
+        if self._enabled and trainer.is_global_zero and stepped:
             log.info("epoch %d/%d done (step %d)", trainer.current_epoch + 1, trainer.max_epochs,
                      trainer.global_step)
 

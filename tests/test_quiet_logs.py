@@ -32,6 +32,7 @@ def test_a_structured_run_shows_real_warnings_and_no_chatter(tmp_path, tiny_glue
     assert all(line.endswith((": pass", ": fail")) and " heads, " in line and " vs bar " in line
                for line in iterations), iterations
     assert "[lottery][INFO] running stage " in output and "[lottery][INFO] epoch 1/1 done" in output
+    assert "epoch 1/100000" not in output  # a search's epochs are its iterations
     tail = result.stdout.strip().splitlines()[-10:]  # the log (warnings go to stderr)
     assert "| s-good pr |" in "\n".join(tail), tail
     assert tail[-1].endswith(f"results written to {search.parent / 'results.json'}"), tail
