@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -163,3 +163,21 @@ class MagnitudeSearch:
         last = state["last_passing"]
         self._last_passing = None if last is None else (int(last[0]), WeightMasks(last[1]))
 
+
+
+def magnitude_search(search: MagnitudeSearch, original: Mapping[str, Tensor],
+                     score: Callable[[int, WeightMasks], float],
+                     reported: Callable[[int, WeightMasks], None] | None = None) -> MagnitudeSearch:
+    """Run the paper's one-shot schedule to its end: step 0 scores the full model, each later step
+    prunes `search.next_fraction` of the weights `original` (the fine-tuned eligible weights) still
+    keeps, by magnitude, and reports `score(step, masks)` (the masked model's score) to `search`;
+    `reported(step, masks)` follows each report (search.history[-1] is the step's record). The one loop of `experiment=magnitude` and of `lottery.magnitude_ticket`."""
+    masks = WeightMasks.ones_like(original)
+    while not search.done:
+        step = len(search.history)
+        if step:
+            masks = global_magnitude_step(original, masks, search.next_fraction, of="remaining")
+        search.report(score(step, masks), masks)
+        if reported is not None:
+            reported(step, masks)
+    return search
