@@ -115,3 +115,14 @@ def test_the_example_notebook_runs():
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), "examples/api.ipynb", "exec"), namespace)  # noqa: S102
     assert namespace["ticket"].history and namespace["pruned"] is not None
+
+
+def test_the_readme_example_runs(tmp_path):
+    """The README's Python API block, in this process (its ticket saved under tmp_path)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block.replace('"/tmp/my-ticket"', repr(str(tmp_path / "ticket"))), "README.md", "exec"),  # noqa: S102
+         namespace)
+    assert torch.allclose(namespace["pruned"](input_ids=namespace["data"][0]["input_ids"]).logits,
+                          namespace["masked"], atol=1e-5)
