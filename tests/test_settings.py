@@ -89,7 +89,7 @@ CONTEXT = {"execution.strategy": {"execution.devices": 2}}
 KEPT = {
     "model.hub_id": "org/name", "recipe.checkpoint_every_n_steps": 7, "data.cache_dir": "/elsewhere",
     "data.num_workers": 2, "data.target": "my.DataModule", "execution.trainer": {"log_every_n_steps": 1},
-    "paths.cache_dir": "/elsewhere", "force": True, "loggers": {}, "callbacks": {}, "tickets.kinds": ("good",),
+    "paths.cache_dir": "/elsewhere", "force": True, "plan": True, "loggers": {}, "callbacks": {}, "tickets.kinds": ("good",),
     "tickets.retrain": False, "tickets.cost": False, "cost.batch_sizes": (1,), "cost.seq_len": 16, "cost.repeats": 1,
     "cost.warmup": 0, "search.threshold": 0.5,
 }
