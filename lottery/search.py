@@ -27,6 +27,7 @@ src/find_head_mlp_masks.py, `mask_heads_mlps`), no re-fine-tuning between steps:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from torch import Tensor
 
 from lottery.errors import ConfigError, NonFiniteError
 from lottery.pass_rule import bar, check_threshold, passes
+
+log = logging.getLogger("lottery")
 
 TARGETS = ("heads_mlps", "heads", "mlps")  # what a structured search masks
 PHASE_CHANGES = ("failed", "passing")
@@ -300,6 +303,10 @@ class StructuredSearch:
                 mlp_importance=mlp_imp,
             )
         )
+        log.info("search iteration %d (%s): %d/%d heads, %d/%d MLPs kept; score %.4f vs bar %.4f: %s",
+                 len(self.history) - 1, self._mask_phase or "full model", int(self._head.sum()), self._head.numel(),
+                 int(self._mlp.sum()), self._mlp.numel(), score, self._threshold_score,
+                 "pass" if passed else "fail")
         if passed:
             self._last_pass = len(self.history) - 1
         else:

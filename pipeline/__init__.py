@@ -17,5 +17,10 @@ def train(cfg: DictConfig) -> dict:
     """Run the configured experiment; returns its metrics (fine-tune) or results (experiments)."""
     quiet_libraries()
     run = make_run(cfg)
+    if run.settings.plan:
+        from pipeline.plan import plan_lines
+
+        print("\n".join(plan_lines(run)), flush=True)
+        return {}
     share_cpus()
     return run.mode.run(run)

@@ -21,8 +21,16 @@ from lottery.errors import LotteryError
 log = logging.getLogger("lottery")
 
 
+def main() -> None:
+    """The command: with no arguments, the help and the two commands to start with (not a fine-tune
+    with every default); otherwise the run Hydra composes."""
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
+    run_from_config()
+
+
 @hydra.main(version_base="1.3", config_path=pipeline.config.CONFIG_PATH, config_name="config")
-def main(cfg: DictConfig) -> None:
+def run_from_config(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -40,15 +40,17 @@ def default_glue_dir() -> str | None:
     return str(SHARED_GLUE) if IN_CHECKOUT and SHARED_GLUE.is_dir() else None
 
 
-def writable_or_temporary(path: str) -> str:
-    """`path` if it can be created and written, else a folder under the system's temporary one.
+def writable_or_temporary(path: str, elsewhere: bool = False) -> str:
+    """`path` if it can be created and written (and not `elsewhere`), else a folder under the
+    system's temporary one.
 
     Hydra writes its bookkeeping (resolved config, log) before the run starts; on a read-only
-    results root (reading finished results) that bookkeeping goes elsewhere.
+    results root (reading finished results), or for a plan (plan=true: nothing written under the
+    root), that bookkeeping goes elsewhere.
     """
     target = Path(path)
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
-    if existing is not None and os.access(existing, os.W_OK | os.X_OK):
+    if not elsewhere and existing is not None and os.access(existing, os.W_OK | os.X_OK):
         return str(target)
     relative = str(target).lstrip(os.sep).replace(os.sep, "_")
     return str(Path(tempfile.gettempdir()) / "bert-lottery-hydra" / relative)
@@ -60,6 +62,19 @@ def tiny_model_id(family: str | None) -> str:
     return "tiny" if family in (None, "bert") else f"tiny_{family}"
 
 
+USAGE = """The two commands to start with (README.md, "Running experiments"):
+  python -m lottery task=rte model=minilm seed=1337                          # fine-tune and score on dev
+  python -m lottery experiment=structured task=stsb model=minilm seed=1337   # the paper's structured tickets"""
+
+
+def modes_help() -> str:
+    """One line per experiment mode: its name and description (for --help)."""
+    from pipeline.modes import MODES, get_mode
+
+    get_mode("finetune")  # registers every mode
+    return "\n".join(f"  {name:<11} {mode.description}" for name, mode in sorted(MODES.items()))
+
+
 def register_resolvers() -> None:
     resolvers = {
         "project_root": project_root,
@@ -67,6 +82,8 @@ def register_resolvers() -> None:
         "default_glue_dir": default_glue_dir,
         "hydra_dir": writable_or_temporary,
         "custom_task_name": default_task_name,
+        "usage": lambda: USAGE,
+        "modes_help": modes_help,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

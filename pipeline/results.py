@@ -78,7 +78,8 @@ def finish(run: Run, results: Results) -> dict:
 
         log_results(run, results, run.experiment_dir)
     write_model_cards(run, results)
-    print("\n".join(["", *table_lines(results), ""]), flush=True)
+    log.info("\n".join(["results:", *table_lines(results)]))
+    log.info("results written to %s", path)
     return data
 
 

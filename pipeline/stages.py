@@ -118,6 +118,7 @@ def run_stage(run_dir: Path, work: Callable[[Path], dict[str, float]], *, force:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         marker = _job_marker(run_dir)
         marker.touch()
+        log.info("running stage %s", run_dir)
         try:
             metrics = work(run_dir)
         finally:

@@ -44,3 +44,23 @@ def test_multirun_of_two_jobs(tmp_path, tiny_glue):
     assert result.returncode == 0, result.stderr[-3000:]
     for seed in (1, 2):
         assert "accuracy" in stage_metrics(finetune_dir(tmp_path, "rte", seed=seed))
+
+
+def test_bare_command_prints_the_help_with_the_modes_and_the_two_commands(monkeypatch, capsys):
+    """`python -m lottery` with no arguments used to start a 3-epoch fine-tune; --help lists the modes."""
+    import sys
+
+    from pipeline.cli import main
+    from pipeline.modes import MODES
+
+    for args in ([], ["--help"]):
+        monkeypatch.setattr(sys, "argv", ["lottery", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out = capsys.readouterr().out
+        assert exit_info.value.code in (0, None), out
+        assert "python -m lottery task=rte model=minilm seed=1337" in out
+        assert "python -m lottery experiment=structured task=stsb model=minilm seed=1337" in out
+        for name, mode in MODES.items():
+            assert f"  {name:<11} {mode.description}" in out
+        assert "plan=true" in out

@@ -5,7 +5,8 @@
 - the report (`lottery.report`) likewise, except that its `wandb_push` module may import W&B;
 - `callbacks` and `lightning_modules` never import `pipeline`; callbacks talk to a module through
   a protocol, so they never import `lightning_modules` either;
-- nothing imports `pipeline` but `pipeline` itself, the entry point (`lottery.__main__`) and bench/tests.
+- nothing imports `pipeline` but `pipeline` itself, the entry point (`lottery.__main__`), the API's
+  lazy re-export of `retrain` (`lottery/__init__.py`, at first use only) and bench/tests.
 
 Checked from the source (every import statement, also those inside functions), and once at run time.
 """
@@ -42,6 +43,8 @@ def top(name: str) -> str:
 def forbidden_for(module: str) -> set[str]:
     if module == "lottery.__main__":
         return set()  # the entry point
+    if module == "lottery":  # the API: re-exports pipeline.api.retrain when first asked for (module __getattr__)
+        return set(FRAMEWORKS) | {"callbacks", "lightning_modules"}
     if module.startswith("lottery.report"):
         allowed_wandb = {"wandb"} if module == "lottery.report.wandb_push" else set()
         return (set(FRAMEWORKS) - allowed_wandb) | {"pipeline", "callbacks", "lightning_modules"}

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from lottery.models import load_classifier, tiny_bert
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, only, run_cli
 
 CHATTER = ["Tip:", "litlogger", "litmodels", "GPU available", "TPU available", "weights_only", "LOAD REPORT",
            "Loading weights", "Writing model shards", "configure_optimizers` returned `None`",
@@ -25,7 +25,19 @@ def test_a_structured_run_shows_real_warnings_and_no_chatter(tmp_path, tiny_glue
     assert result.returncode == 0, output[-3000:]
     assert [phrase for phrase in CHATTER if phrase in output] == []
     assert "smaller than the logging interval Trainer(log_every_n_steps=1000)" in output
-    assert "| s-good pr |" in output
+    # For people: the stages, one line per search iteration, the table and where the results are, last.
+    search = only(tmp_path.glob("tiny/stsb/seed1337/structured-*/search"))
+    iterations = [line for line in output.splitlines() if "[lottery][INFO] search iteration " in line]
+    assert len(iterations) == len(list(search.glob("iter_*.json"))) >= 2, output[-3000:]
+    assert all(line.endswith((": pass", ": fail")) and " heads, " in line and " vs bar " in line
+               for line in iterations), iterations
+    assert "[lottery][INFO] running stage " in output and "[lottery][INFO] epoch 1/1 done" in output
+    assert "epoch 1/100000" not in output  # a search's epochs are its iterations
+    tail = result.stdout.strip().splitlines()[-10:]  # the log (warnings go to stderr)
+    assert "| s-good pr |" in "\n".join(tail), tail
+    assert tail[-1].endswith(f"results written to {search.parent / 'results.json'}"), tail
+    run_log = only(tmp_path.glob("tiny/stsb/seed1337/.hydra/structured/*.log")).read_text()
+    assert "| s-good pr |" in run_log and "results written to" in run_log
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ CONTEXT = {"execution.strategy": {"execution.devices": 2}}
 KEPT = {
     "model.hub_id": "org/name", "recipe.checkpoint_every_n_steps": 7, "data.cache_dir": "/elsewhere",
     "data.num_workers": 2, "data.target": "my.DataModule", "execution.trainer": {"log_every_n_steps": 1},
-    "paths.cache_dir": "/elsewhere", "force": True, "loggers": {}, "callbacks": {}, "tickets.kinds": ("good",),
+    "paths.cache_dir": "/elsewhere", "force": True, "plan": True, "loggers": {}, "callbacks": {}, "tickets.kinds": ("good",),
     "tickets.retrain": False, "tickets.cost": False, "cost.batch_sizes": (1,), "cost.seq_len": 16, "cost.min_run_time_s": 0.5,
     "cost.cpu": True, "search.threshold": 0.5, "data.pin_memory": True, "speed.adamw": "for_loop",
     "speed.finite_check_every_n_steps": 1, "speed.log_every_step": True,
@@ -178,3 +178,32 @@ def test_every_setting_has_its_help():
     assert "search.threshold = 0.9: a mask passes while its score >= threshold x the full model's score" in lines
     undocumented = [line for line in lines if ": " not in line]
     assert not undocumented, undocumented
+
+
+def test_a_key_nothing_reads_is_one_line_naming_the_setting_meant(tmp_path, monkeypatch, capsys):
+    """`+recipe.learning_rate=1e-5` was accepted and ignored (the rate stayed the recipe's); now it is
+    refused before anything is hashed, naming recipe.lr; a misspelling names the closest key."""
+    import sys
+
+    from pipeline.cli import main
+
+    for overrides, message in [
+        (["+recipe.learning_rate=1e-5"], ("recipe.learning_rate is not a setting: nothing reads it, so it would "
+                                          "change nothing; did you mean recipe.lr?")),
+        (["experiment=structured", "+search.treshold=0.8"], "did you mean search.threshold?"),
+        (["+nothing_like_it=1"], "nothing_like_it is not a setting"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            make_run(compose_config(["model=tiny", f"paths.root={tmp_path}", *overrides]))
+        assert message in str(error.value)
+    # Keys read whole (the Trainer's other arguments, a custom task's node) stay open.
+    make_run(compose_config(["model=tiny", f"paths.root={tmp_path}", "+trainer.benchmark=false"]))
+
+    root = tmp_path / "outputs"
+    monkeypatch.setattr(sys, "argv", ["lottery", "model=tiny", "task=rte", f"paths.root={root}",
+                                      "+recipe.learning_rate=1e-5"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and "did you mean recipe.lr?" in captured.out + captured.err
+    assert not list(root.rglob("finetune-*")) and not list(root.rglob("*.json"))

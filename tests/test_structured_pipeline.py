@@ -74,6 +74,46 @@ def test_rerun_reuses_every_stage(finished, tiny_glue, caplog):
     assert caplog.text.count("reusing finished result") == 1 + 1 + 3 + 3 + 3
 
 
+def cli(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
+    """`python -m lottery ARGS` in this process (Hydra's own entry point): (exit code, stdout)."""
+    import sys
+
+    from pipeline.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lottery", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().out
+
+
+def test_a_plan_says_what_is_reused_and_what_runs_and_writes_nothing(finished, tiny_glue, tmp_path, monkeypatch,
+                                                                     capsys):
+    root, _ = finished
+    before = sorted(root.rglob("*"))
+    code, out = cli(monkeypatch, capsys, [*structured_overrides(root, tiny_glue), "plan=true"])
+    assert code == 0 and sorted(root.rglob("*")) == before, out
+    stages = [line.split()[:2] for line in out.splitlines() if line.startswith(("  reuse", "  run"))]
+    kinds = ("good", "random", "bad")
+    # fine-tune, search, and per ticket pruned, retrained and cost
+    assert stages == [["reuse", "fine-tune"], ["reuse", "search"], *[["reuse", kind] for kind in kinds for _ in "prc"]]
+    assert f"folder {experiment_dir(root, 'stsb', 'structured-paper')}" in out
+    assert "results " in out and "(exists)" in out
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, out = cli(monkeypatch, capsys, ["-m", *structured_overrides(fresh, tiny_glue), "seed=1,2", "plan=true"])
+    assert code == 0 and list(fresh.iterdir()) == [], out
+    assert out.count("plan of structured on tiny / stsb / seed") == 2, out
+    runs = [line for line in out.splitlines() if line.startswith("  run")]
+    assert len(runs) == 2 * (2 + 3 * 3) and not any(line.startswith("  reuse") for line in out.splitlines())
+    # the tiny STS-B files: 48 training examples, 24 dev (tests/conftest.py), one epoch
+    assert "(48 training examples x 1 epochs, then 24 dev examples)" in runs[0], runs[0]
+    assert "(24 dev examples per evaluation)" in runs[1], runs[1]
+
+
 def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, monkeypatch, caplog):
     root, results = finished
     # Reuse the finished fine-tune, then kill the search after two iterations.

@@ -4,7 +4,7 @@ MLP block's output), taken in eval mode (no dropout) with the current masks appl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +21,12 @@ from lottery.importance.base import (
 from lottery.masks import StructuredMasks
 
 
-def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor]
-                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(dL/dhead [L, H], dL/dmlp [L], logits, loss) for one batch, all detached.
+def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str, Tensor],
+                   loss_fn: Callable[[nn.Module, Mapping[str, Tensor]], Tensor] | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """(dL/dhead [L, H], dL/dmlp [L], logits, loss) for one batch, all detached; with `loss_fn`
+    (`loss_fn(model, batch) -> scalar`, for a model whose loss is not its own output's), L is
+    that and the logits are None.
 
     Only the gates are differentiated (`torch.autograd.grad`): no weight gradient is computed or
     accumulated, so this is cheaper than a training step and fires no DDP gradient hooks. The
@@ -36,12 +39,13 @@ def gate_gradients(model: nn.Module, masks: StructuredMasks, batch: Mapping[str,
         masks.differentiable(next(model.parameters()).device) as (head_gates, mlp_gates),
         masks_for_call(model, masks),
     ):
-        output = forward_with_loss(model, batch)
-        loss = output.loss
+        output = forward_with_loss(model, batch) if loss_fn is None else None
+        loss = output.loss if output is not None else loss_fn(model, batch)
         head_grad, mlp_grad = torch.autograd.grad(
             loss, [head_gates, mlp_gates], allow_unused=True, materialize_grads=True
         )
-    return head_grad.detach(), mlp_grad.detach(), output.logits.detach(), loss.detach()
+    logits = output.logits.detach() if output is not None else None
+    return head_grad.detach(), mlp_grad.detach(), logits, loss.detach()
 
 
 @register_criterion

@@ -16,11 +16,12 @@ from lottery.magnitude.accounting import sparsity_report
 from lottery.magnitude.eligibility import ELIGIBLE_ROLES, UNPRUNED_BIASES, eligible_parameters, snapshot_cpu
 from lottery.magnitude.masks import MASK_FILE_FORMAT, WeightMasks, load_weight_masks
 from lottery.magnitude.rewinding import rewind_
-from lottery.magnitude.search import EXIT_MASKS, MagnitudeSearch, global_magnitude_step
+from lottery.magnitude.search import EXIT_MASKS, MagnitudeSearch, global_magnitude_step, magnitude_search
 from lottery.magnitude.tickets import bad_weight_ticket, random_weight_ticket
 
 __all__ = [
     "ELIGIBLE_ROLES", "EXIT_MASKS", "MASK_FILE_FORMAT", "UNPRUNED_BIASES", "MagnitudeSearch", "WeightMasks",
-    "bad_weight_ticket", "eligible_parameters", "global_magnitude_step", "load_weight_masks", "random_weight_ticket",
+    "bad_weight_ticket", "eligible_parameters", "global_magnitude_step", "load_weight_masks", "magnitude_search",
+    "random_weight_ticket",
     "rewind_", "snapshot_cpu", "sparsity_report",
 ]

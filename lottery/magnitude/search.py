@@ -8,8 +8,9 @@ of the *original* count per round: `global_magnitude_step(of=...)`.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -18,7 +19,9 @@ from torch import Tensor
 from lottery.errors import ConfigError, NonFiniteError
 from lottery.magnitude.masks import WeightMasks
 from lottery.magnitude.selection import check_same_names, magnitudes, smallest, unflatten
-from lottery.pass_rule import check_threshold, passes
+from lottery.pass_rule import bar, check_threshold, passes
+
+log = logging.getLogger("lottery")
 
 Base = Literal["remaining", "original"]
 
@@ -107,6 +110,8 @@ class MagnitudeSearch:
             self.full_score = score
         passed = step == 0 or passes(score, self.full_score, self.threshold)
         self.history.append({"step": step, "sparsity": masks.sparsity(), "score": score, "passed": passed})
+        log.info("magnitude step %d: %.1f%% of the eligible weights pruned; score %.4f vs bar %.4f: %s", step,
+                 100 * masks.sparsity(), score, bar(self.full_score, self.threshold), "pass" if passed else "fail")
         self._masks = [*self._masks[-1:], masks]
         if passed:
             self._last_passing = (step, masks)
@@ -158,3 +163,21 @@ class MagnitudeSearch:
         last = state["last_passing"]
         self._last_passing = None if last is None else (int(last[0]), WeightMasks(last[1]))
 
+
+
+def magnitude_search(search: MagnitudeSearch, original: Mapping[str, Tensor],
+                     score: Callable[[int, WeightMasks], float],
+                     reported: Callable[[int, WeightMasks], None] | None = None) -> MagnitudeSearch:
+    """Run the paper's one-shot schedule to its end: step 0 scores the full model, each later step
+    prunes `search.next_fraction` of the weights `original` (the fine-tuned eligible weights) still
+    keeps, by magnitude, and reports `score(step, masks)` (the masked model's score) to `search`;
+    `reported(step, masks)` follows each report (search.history[-1] is the step's record). The one loop of `experiment=magnitude` and of `lottery.magnitude_ticket`."""
+    masks = WeightMasks.ones_like(original)
+    while not search.done:
+        step = len(search.history)
+        if step:
+            masks = global_magnitude_step(original, masks, search.next_fraction, of="remaining")
+        search.report(score(step, masks), masks)
+        if reported is not None:
+            reported(step, masks)
+    return search

@@ -69,6 +69,12 @@ def get_mode(name: str) -> Mode:
     return MODES[name]
 
 
+def all_settings_classes() -> list[type[RunSettings]]:
+    """Every mode's settings class (what the config may set: `settings_from_config` checks it)."""
+    _discover()
+    return [mode.settings for mode in MODES.values()]
+
+
 def mode_of(settings: RunSettings) -> Mode:
     """The mode whose settings these are."""
     _discover()

@@ -24,7 +24,7 @@ from lottery.magnitude import (
     WeightMasks,
     bad_weight_ticket,
     eligible_parameters,
-    global_magnitude_step,
+    magnitude_search,
     random_weight_ticket,
     snapshot_cpu,
     sparsity_report,
@@ -117,21 +117,25 @@ def oneshot_search(run: Run, run_dir: Path) -> SearchSummary:
     module = recipe_module(run, model)
     search = MagnitudeSearch(fraction=float(settings.fraction), threshold=run.settings.search.threshold,
                              max_steps=settings.max_steps, exit_mask=settings.exit_mask)
-    masks = WeightMasks.ones_like(params)
     metric = run.task.pruning_metric
-    while not search.done:
-        step = len(search.history)
-        if step:
-            masks = global_magnitude_step(original, masks, search.next_fraction, of="remaining")
+
+    metrics: dict[int, dict] = {}
+
+    def score(step: int, masks: WeightMasks) -> float:
         record = run_dir / f"step_{step:02d}.json"
         if record.is_file():
-            scores = read_json(record)["metrics"]
+            metrics[step] = read_json(record)["metrics"]
         else:
             restore_and_mask_(model, original, masks)
-            scores = evaluate(run, module, run_dir, f"search-step{step}", split="selection")
+            metrics[step] = evaluate(run, module, run_dir, f"search-step{step}", split="selection")
             masks.save(run_dir / f"step_{step:02d}.npz")
-        search.report(scores[metric], masks)
-        write_json(record, {**search.history[-1], "metrics": scores, **sparsity_report(masks, model)})
+        return metrics[step][metric]
+
+    def reported(step: int, masks: WeightMasks) -> None:
+        write_json(run_dir / f"step_{step:02d}.json",
+                   {**search.history[-1], "metrics": metrics[step], **sparsity_report(masks, model)})
+
+    magnitude_search(search, original, score, reported)
     search.good.save(run_dir / "good.npz")
     return weight_search_summary(search)
 

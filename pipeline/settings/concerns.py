@@ -339,6 +339,8 @@ class RunSettings:
     paths: PathSettings = setting(factory=PathSettings)
     force: bool = setting(False, "redo this experiment's own stages instead of reusing finished results",
                           identity=NEVER)
+    plan: bool = setting(False, "print the run's folder and each stage as reused or to run, then exit having "
+                         "written nothing", identity=NEVER)
     loggers: Mapping[str, Any] = setting(help="Lightning loggers, {name: {_target_: ...}} (conf/logger)",
                                          identity=NEVER, config="logger",
                                          factory=lambda: {"csv": {"_target_": "pipeline.loggers.csv_logger"}})
