@@ -48,18 +48,19 @@ def plan_lines(run: Run) -> list[str]:
                  else f"a seeded slice of the training examples ({settings.search.split}) per evaluation")
 
     def line(name: str, folder: Path, work: str) -> str:
-        redone = settings.force and (folder != run.finetune_dir or run.mode.name == "finetune")  # its own stages
+        stages = run.mode.stages
+        redone = settings.force and (folder != run.finetune_dir or stages == "fine-tune")  # its own stages
         state = "reuse" if is_finished(folder) and not redone else "run  "
         return f"  {state} {name:<18} {folder}" + ("" if state == "reuse" else f"  ({work})")
 
     lines = [(f"plan of {run.mode.name} on {settings.model.id} / {run.task.name} / seed {run.seed} "
               "(nothing is written; without plan=true it runs):"),
              line("fine-tune", run.finetune_dir, fitting)]
-    if run.mode.name == "finetune":
+    if run.mode.stages == "fine-tune":
         return lines
     lines.insert(1, f"  folder {run.experiment_dir}")
     if isinstance(settings, TicketRunSettings):
-        if run.mode.name != "super":
+        if "search" in run.mode.stages:
             lines.append(line("search", run.experiment_dir / "search", selection))
         for kind in settings.tickets.kinds:
             lines.append(line(f"{kind} pruned", run.experiment_dir / "pruned" / kind, f"{dev} dev examples"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 
 from lottery.errors import ConfigError, CorruptFileError
 from lottery.schema import RESULTS_VERSION, Results, Ticket, read_results, row_label, write_results
@@ -52,20 +52,20 @@ def test_trainer_loggers_callbacks_and_data_are_built_from_their_targets(tmp_pat
     trainer = make_trainer(run, tmp_path / "stage", "job")
     assert trainer.max_epochs == 4  # from conf/trainer, not rebuilt by hand
     assert [type(logger).__name__ for logger in trainer.loggers] == ["ResumableCSVLogger", "WandbLogger"]
-    assert any(isinstance(c, (RichProgressBar, TQDMProgressBar)) for c in trainer.callbacks)
+    assert any(isinstance(c, ProgressBar) for c in trainer.callbacks)
     data = datamodule(run, train_on="selection")
     assert type(data).__name__ == "GlueDataModule" and data.train_on == "selection" and data.seed == 1337
 
 
-def test_the_progress_bar_is_rich_in_a_terminal_and_plain_in_a_log(monkeypatch):
+def test_the_progress_bar_is_rich_in_a_terminal_and_lines_in_a_log(monkeypatch):
     import sys
 
-    from callbacks.progress import progress_bar
+    from callbacks.progress import ProgressLines, progress_bar
 
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert isinstance(progress_bar(), RichProgressBar)
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
-    assert isinstance(progress_bar(), TQDMProgressBar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert isinstance(progress_bar(), ProgressLines)
 
 
 def test_results_schema_round_trip_and_refusals(tmp_path):

@@ -29,6 +29,9 @@ class Mode:
     run: the mode's stages, given the run; returns its results dict.
     settings: the mode's settings class (`RunSettings` extended with the concerns it reads): its
         fields give the defaults, checks, folder identity, readable tags and protocol keys.
+    stages: which stages the plan (`pipeline.plan`) lists: "fine-tune" (nothing else), "fine-tune,
+        tickets" (no search: super reads its masks from a report), or all three; a mode of its own
+        kind (patterns) gets the fine-tune and its folder.
     label_prefix, pruning, figures: how the report labels (`lottery.schema.row_label`) and draws its
         results (`lottery.report.sections`); `pruning` is what its tickets mask ("structured": heads
         and MLPs, "weights": single weights).
@@ -38,6 +41,7 @@ class Mode:
     run: Callable[[Run], dict]
     description: str
     settings: type[RunSettings] = RunSettings
+    stages: str = "fine-tune, search, tickets"
     label_prefix: str = ""
     pruning: str = ""
     figures: tuple[str, ...] = ()

@@ -17,4 +17,5 @@ def run_finetune(run: Run) -> dict:
     return metrics
 
 
-register(Mode(name="finetune", run=run_finetune, description="fine-tune and score on dev"))
+register(Mode(name="finetune", run=run_finetune, description="fine-tune and score on dev",
+              stages="fine-tune"))

@@ -93,5 +93,5 @@ def run_super(run: Run) -> dict:
 
 register(Mode(
     name="super", run=run_super, description="super-survivor tickets across the seeds of a task",
-    settings=SuperRunSettings, label_prefix="super", pruning="structured", figures=("bars", "structured_heatmap"),
+    settings=SuperRunSettings, stages="fine-tune, tickets", label_prefix="super", pruning="structured", figures=("bars", "structured_heatmap"),
 ))
