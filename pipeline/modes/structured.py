@@ -25,10 +25,12 @@ from lottery.masks import StructuredMasks
 from lottery.search import MODES as TARGETS
 from lottery.search import SearchConfig
 from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
+from pipeline.checkpoints import resume_from
 from pipeline.identity import record_settings
 from pipeline.modes import Mode, register
 from pipeline.results import finish, new_results
 from pipeline.run import Run
+from pipeline.stages import unfinished_unless_readable
 from pipeline.tickets import StructuredUnit, check_kinds, draw_tickets, score_tickets
 from pipeline.training import datamodule, finetune, load_finetuned, make_trainer, stage
 
@@ -84,12 +86,12 @@ def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
                                 num_batches=data.num_selection_batches())
     trainer = make_trainer(run, run_dir, "search", [pruning, *(callbacks or [])], max_epochs=SEARCH_EPOCH_LIMIT,
                            limit_val_batches=0, gradient_clip_val=None, enable_checkpointing=False)
-    last = pruning.checkpoint_path
-    if last.is_file():
+    last = resume_from(pruning.checkpoint_path)  # an unloadable one is set aside: start from scratch
+    if last is not None:
         log.info("resuming the mask search from %s", last)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last is not None else None)
     summary = read_json(run_dir / "summary.json")
-    shutil.rmtree(last.parent, ignore_errors=True)
+    shutil.rmtree(pruning.checkpoint_path.parent, ignore_errors=True)
     return summary
 
 
@@ -98,6 +100,7 @@ def run_structured(run: Run) -> dict:
     full = finetune(run)
     exp_dir = run.experiment_dir
     record_settings(exp_dir, run.settings)
+    unfinished_unless_readable(exp_dir / "search", lambda: StructuredMasks.load_json(exp_dir / "search" / "good.json"))
     summary = stage(exp_dir / "search", lambda d: search(run, d), force=bool(cfg.force))
     good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
     target, seed = str(cfg.structured.target), run.seed
