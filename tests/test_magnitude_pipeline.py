@@ -109,3 +109,14 @@ def test_imp_under_ddp_sim_holds_identical_masks_on_both_ranks(tmp_path, tiny_gl
     monkeypatch.setattr(imp, "resumable_fit", with_recorder)
     imp.imp_search(run, tmp_path / "imp")
     assert load_weight_masks(tmp_path / "rank0.npz") == load_weight_masks(tmp_path / "rank1.npz")
+
+
+def test_a_deleted_good_mask_of_a_finished_search_redoes_the_search(finished, tiny_glue, caplog):
+    root, results = finished
+    good = experiment_dir(root, "stsb", "magnitude-paper") / "search" / "good.npz"
+    content = good.read_bytes()
+    good.unlink()
+    with caplog.at_level(logging.WARNING, logger="lottery"):
+        again = train(compose_config(magnitude_overrides(root, tiny_glue)))
+    assert f"stage {good.parent} is not finished" in caplog.text
+    assert good.read_bytes() == content and again == results

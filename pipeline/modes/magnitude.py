@@ -34,6 +34,7 @@ from pipeline.identity import record_settings
 from pipeline.modes import Mode, register
 from pipeline.results import finish, new_results
 from pipeline.run import Run
+from pipeline.stages import unfinished_unless_readable
 from pipeline.tickets import WeightUnit, check_kinds, draw_tickets, score_tickets
 from pipeline.training import evaluate, finetune, load_finetuned, recipe_module, stage
 
@@ -114,6 +115,7 @@ def score_weight_tickets(run: Run, search_work, node: DictConfig) -> dict:
     full = finetune(run)
     exp_dir = run.experiment_dir
     record_settings(exp_dir, run.settings)
+    unfinished_unless_readable(exp_dir / "search", lambda: load_weight_masks(exp_dir / "search" / "good.npz"))
     summary = stage(exp_dir / "search", lambda d: search_work(run, d), force=bool(run.cfg.force))
     good = load_weight_masks(exp_dir / "search" / "good.npz")
     reference = load_finetuned(run)
