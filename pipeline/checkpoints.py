@@ -9,10 +9,12 @@ checkpoint that still cannot be loaded (written by something else, or damaged) i
 a warning, renamed beside the stage's results, never deleted, and the stage starts again from
 scratch (`resume_from`).
 
-A fit saves every few steps (`StepCheckpoint`), but never on an epoch's last batch: Lightning
-resumes a checkpoint taken there as if the epoch's end had run (it skips the epoch-end hooks:
-validation, an IMP round's pruning) and then starts the next epoch without its epoch-start hooks,
-so the next epoch trained on nothing. The checkpoint before it is resumed exactly instead.
+A fit saves every few steps (`StepCheckpoint`) when the next batch starts, once the finished
+step's log row is on disk (Lightning's ModelCheckpoint saves before that row is written, so a kill
+just after a checkpoint lost the row for good: the resumed run starts after that step), and never
+across an epoch's end: Lightning resumes a checkpoint taken on an epoch's last batch as if the
+epoch's end had run (it skips the epoch-end hooks: validation, an IMP round's pruning) and then
+starts the next epoch without its epoch-start hooks, so the next epoch trained on nothing.
 """
 
 from __future__ import annotations
@@ -48,15 +50,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """`last.ckpt` every `every_n_train_steps` optimizer steps, but not on an epoch's last batch."""
+    """`last.ckpt` every `every_n_train_steps` optimizer steps, saved when the next batch of the
+    same epoch starts: after the step's log row, never on an epoch's last batch."""
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int):
         super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps)
+        self._between_batches = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        """Too early: the step's log row is written after this hook (see `on_train_batch_start`)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx > 0:  # the previous batch of this epoch is done: weights, schedule and log row
+            self._between_batches = True
+            try:
+                super().on_train_batch_end(trainer, pl_module, None, batch, batch_idx - 1)
+            finally:
+                self._between_batches = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if self._between_batches:
+            # On resume Lightning adds 1 to the count of optimizer steps its loggers use, as if the
+            # checkpoint had been taken before the step counted (on_train_batch_end); it was after.
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
 
 def unreadable_reason(path: Path) -> str | None:

@@ -4,6 +4,8 @@ either way the rerun ends equal to a run that was never interrupted."""
 
 import errno
 import logging
+import os
+import stat
 
 import pytest
 import torch
@@ -25,7 +27,12 @@ def overrides(root, glue):
 def uninterrupted(tmp_path_factory, tiny_glue):
     root = tmp_path_factory.mktemp("uninterrupted")
     metrics = train(compose_config(overrides(root, tiny_glue)))
-    return metrics, (finetune_dir(root, "rte") / "model" / "model.safetensors").read_bytes()
+    run_dir = finetune_dir(root, "rte")
+    return metrics, (run_dir / "model" / "model.safetensors").read_bytes(), log_rows(run_dir)
+
+
+def log_rows(run_dir) -> str:
+    return (run_dir / "logs" / "finetune" / "metrics.csv").read_text()
 
 
 class FullDisk:
@@ -69,11 +76,16 @@ def fill_the_disk_at(monkeypatch, name: str, nth: int) -> None:
 
 
 def assert_equal_to_uninterrupted(root, uninterrupted):
-    metrics, weights = uninterrupted
+    metrics, weights, rows = uninterrupted
     run_dir = finetune_dir(root, "rte")
     assert stage_metrics(run_dir) == metrics
     assert (run_dir / "model" / "model.safetensors").read_bytes() == weights
+    assert log_rows(run_dir) == rows  # the rows from before the interruption kept, none twice
     assert not list(root.rglob(".*.tmp")), "temporary files left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (run_dir / "model").iterdir()} == {mode}  # the user's umask
 
 
 def test_a_disk_full_mid_checkpoint_keeps_the_previous_one_and_the_rerun_finishes_equal(
@@ -144,6 +156,27 @@ def test_a_run_killed_after_an_epochs_last_batch_resumes_exactly(tmp_path, tiny_
         train(compose_config(overrides(tmp_path, tiny_glue)))
     last = finetune_dir(tmp_path, "rte") / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 4  # not 6, the first epoch's last batch
+    monkeypatch.undo()
+    train(compose_config(overrides(tmp_path, tiny_glue)))
+    assert_equal_to_uninterrupted(tmp_path, uninterrupted)
+
+
+def test_a_run_killed_just_after_a_checkpoint_keeps_every_log_row(tmp_path, tiny_glue, monkeypatch, uninterrupted):
+    """The checkpoint is saved once its step's log row is on disk: the resumed run starts after
+    that step and never logs it again."""
+    import pipeline.checkpoints
+
+    real, calls = pipeline.checkpoints.write_bytes, {"n": 0}
+
+    def killed_once_written(path, data):
+        real(path, data)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(pipeline.checkpoints, "write_bytes", killed_once_written)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(compose_config(overrides(tmp_path, tiny_glue)))
     monkeypatch.undo()
     train(compose_config(overrides(tmp_path, tiny_glue)))
     assert_equal_to_uninterrupted(tmp_path, uninterrupted)
