@@ -180,3 +180,22 @@ def test_a_run_killed_just_after_a_checkpoint_keeps_every_log_row(tmp_path, tiny
     monkeypatch.undo()
     train(compose_config(overrides(tmp_path, tiny_glue)))
     assert_equal_to_uninterrupted(tmp_path, uninterrupted)
+
+
+def test_only_rank_zero_keeps_the_training_log_of_a_resumed_run(tmp_path, monkeypatch):
+    """Under DDP every rank builds the loggers; the other ranks must not touch metrics.csv (two
+    ranks reading and removing the rows a killed run wrote: FileNotFoundError on resume)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    from pipeline.loggers import ResumableCSVLogger
+
+    rows = tmp_path / "logs" / "finetune" / "metrics.csv"
+    rows.parent.mkdir(parents=True)
+    rows.write_text("step,train_loss\n4,0.5\n")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    ResumableCSVLogger(save_dir=str(tmp_path), name="logs", version="finetune").experiment.log_metrics({"x": 1.0}, 0)
+    assert rows.read_text() == "step,train_loss\n4,0.5\n"
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    logger = ResumableCSVLogger(save_dir=str(tmp_path), name="logs", version="finetune", flush_logs_every_n_steps=1)
+    logger.log_metrics({"train_loss": 0.25}, step=6)
+    assert rows.read_text() == "step,train_loss\n4,0.5\n6,0.25\n"  # rank 0 keeps the rows before the resume
