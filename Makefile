@@ -35,7 +35,7 @@ test-all: $(STAMP) ## the test suite including slow tests on the real MiniLM and
 bench: $(STAMP) ## speed benchmarks; writes bench/results/*.json and *.md
 	$(PY) -m bench $(ARGS)
 
-sweep: $(STAMP) ## a Hydra multirun sweep from conf/sweep/$(SWEEP).yaml (SWEEP=smoke|paper|protocol)
+sweep: $(STAMP) ## a Hydra multirun sweep from conf/sweep/$(SWEEP).yaml (SWEEP=smoke|paper|protocol|protocol_keys)
 	$(PY) -m lottery -m +sweep=$(SWEEP) $(ARGS)
 
 report: $(STAMP) ## tables and figures of every results.json under DIR (default outputs/)
@@ -48,7 +48,7 @@ slurm-down: ## stop the SLURM that slurm-up started (by PID files)
 	bash .ci/slurm/stop.sh
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check lottery lightning_modules callbacks pipeline tests bench
+	$(VENV)/bin/ruff check lottery lightning_modules callbacks pipeline hydra_plugins tests bench
 
 clean: ## remove caches (not outputs/)
 	rm -rf .pytest_cache .ruff_cache

@@ -4,18 +4,21 @@
 #   bash bench/device_checks.sh quick OUT      # ~1 min: bf16 through every structured stage, DDP on one GPU, bench smoke
 #   bash bench/device_checks.sh protocol OUT   # the protocol sweep: TASKS x SEEDS x {paper, clean}, structured
 #   bash bench/device_checks.sh bench OUT      # the speed benchmark on the GPU (bf16)
+#   bash bench/device_checks.sh packing OUT    # ~3 min: training throughput of K = 1, 4, 8, 16 jobs at once on the GPU
+#                                              # (bench/packing.py; its packing.json makes jobs_per_device=auto work)
 #
 # Environment: MODEL (a BERT-layout model folder; default the packaged MiniLM), GLUE_DIR (as always),
-# TASKS ("rte mrpc stsb cola"), SEEDS ("1337 42 86 71 166"), WORKERS (parallel (task, seed) jobs on the one GPU; 12),
-# DEADLINE_S (protocol: seconds the sweep may take before unfinished jobs are stopped; 520),
+# TASKS ("rte mrpc stsb cola"), SEEDS ("1337 42 86 71 166"), JOBS_PER_GPU (protocol: experiments at once on
+# the GPU, hydra/launcher=pack's jobs_per_device; 12), DEADLINE_S (protocol: seconds the sweep may take
+# before unfinished jobs are stopped; 520), PACKING_ARGS (packing: more options of python -m bench.packing),
 # PYTHON (python3). A dry run of the script itself on a CPU:
 #   TRAINER=cpu DDP_TRAINER=ddp_sim BENCH_DEVICE=cpu MODEL_OVERRIDES=model=tiny EXTRA=debug=fast ...
 # Everything under OUT is small: run folders are packed into tarballs without model weights,
 # checkpoints or tokenizers. Jobs are the pipeline's own, idempotent: the fine-tune of a (task, seed)
 # is shared by its two protocols (a file lock), and a rerun only does what is missing.
 set -uo pipefail
-mode=${1:?usage: bench/device_checks.sh quick|protocol|bench OUT}
-out=$(mkdir -p "${2:?usage: bench/device_checks.sh quick|protocol|bench OUT}" && cd "$2" && pwd)
+mode=${1:?usage: bench/device_checks.sh quick|protocol|bench|packing OUT}
+out=$(mkdir -p "${2:?usage: bench/device_checks.sh quick|protocol|bench|packing OUT}" && cd "$2" && pwd)
 py=${PYTHON:-python3}
 work=${WORK:-/tmp/lottery-device}
 model=(${MODEL_OVERRIDES:-model=minilm ${MODEL:+model.name_or_path=$MODEL}} ${EXTRA:-})
@@ -56,32 +59,26 @@ quick() {
 
 protocol() {
   environment
-  # Many small processes share the GPU: MPS lets their kernels run side by side (if it starts here).
-  if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>>"$work/logs/mps.log"; then
-    echo "[device] MPS on" | tee -a "$work/logs/commands.txt"
-  else
-    echo "[device] MPS not available: processes time-slice the GPU" | tee -a "$work/logs/commands.txt"
-  fi
-  local deadline=$(( $(date +%s) + ${DEADLINE_S:-520} ))
-  # One job per (seed, task): its paper experiment, then its clean one on the same fine-tune, so a
-  # job stopped by the deadline leaves only complete pairs behind; the first seeds first.
-  for seed in ${SEEDS:-1337 42 86 71 166}; do
-    for task in ${TASKS:-rte mrpc stsb cola}; do echo "$task $seed"; done
-  done >"$work/jobs.txt"
-  export -f lottery; export work py trainer deadline; export MODEL_ARRAY="${model[*]}"
-  xargs -P "${WORKERS:-12}" -L 1 bash -c '
-    model=($MODEL_ARRAY)
-    for protocol in paper clean; do
-      left=$(( deadline - $(date +%s) ))
-      [ "$left" -gt 30 ] || { echo "[device] skipped $0 $1 $protocol (no time left)"; exit 0; }
-      timeout "$left" bash -c "$(declare -f lottery); $(declare -p model work py trainer); \
-        lottery structured_$0_$1_$protocol experiment=structured trainer=$trainer task=$0 seed=$1 protocol=$protocol"
-    done' <"$work/jobs.txt"
-  echo "[device] sweep done after $SECONDS s" | tee -a "$work/logs/commands.txt"
+  # One sweep through the pack launcher: JOBS_PER_GPU experiments at a time on the GPU, each its own
+  # process, under CUDA MPS when it starts (the sweep's log says whether it did). The two protocols of
+  # a (task, seed) are neighbours in the sweep and share its fine-tune (a file lock); the first seeds
+  # come first. At the deadline `timeout` stops the sweep (the launcher stops its jobs and MPS); a
+  # second call finishes what is left, reusing every finished stage.
+  local csv_tasks csv_seeds
+  csv_tasks=$(echo ${TASKS:-rte mrpc stsb cola} | tr ' ' ',')
+  csv_seeds=$(echo ${SEEDS:-1337 42 86 71 166} | tr ' ' ',')
+  local args=(-m hydra/launcher=pack hydra.launcher.jobs_per_device=${JOBS_PER_GPU:-${WORKERS:-12}}
+              "${model[@]}" paths.root="$work/runs" trainer.enable_progress_bar=false experiment=structured
+              trainer=$trainer seed=$csv_seeds task=$csv_tasks protocol=paper,clean)
+  echo "[device] python -m lottery ${args[*]}" >>"$work/logs/commands.txt"
+  timeout --kill-after=60 "${DEADLINE_S:-520}" $py -m lottery "${args[@]}" >"$work/logs/protocol_sweep.log" 2>&1
+  local rc=$?
+  [ $rc = 124 ] && rc="$rc (the deadline: unfinished jobs stopped; call again to finish them)"
+  echo "[device] protocol sweep: exit $rc at $SECONDS s" | tee -a "$work/logs/commands.txt"
+  grep -E "Packing|CUDA MPS|ended after" "$work/logs/protocol_sweep.log" | tee -a "$work/logs/commands.txt"
   (cd "$work" && find runs -name results.json | sort) | tee -a "$work/logs/commands.txt"
   pack protocol runs
   pack logs logs
-  command -v nvidia-cuda-mps-control >/dev/null && echo quit | nvidia-cuda-mps-control 2>/dev/null
   return 0
 }
 
@@ -93,9 +90,19 @@ bench() {
   pack logs logs
 }
 
+packing() {
+  environment
+  timeout 420 $py -m bench.packing --device $bench_device ${PACKING_ARGS:-} --out "$out" >"$work/logs/packing.log" 2>&1
+  echo "[device] packing: exit $? ($out/packing.json: copy it to bench/results/ for jobs_per_device=auto)" \
+    | tee -a "$work/logs/commands.txt"
+  grep "\[bench\]" "$work/logs/packing.log" | tee -a "$work/logs/commands.txt"
+  pack logs logs
+}
+
 case $mode in
   quick) quick ;;
   protocol) protocol ;;
   bench) bench ;;
-  *) echo "unknown mode $mode: quick | protocol | bench" >&2; exit 2 ;;
+  packing) packing ;;
+  *) echo "unknown mode $mode: quick | protocol | bench | packing" >&2; exit 2 ;;
 esac

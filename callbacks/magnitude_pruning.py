@@ -8,7 +8,9 @@ pass, prunes a further `fraction` of the ORIGINAL eligible weights globally by t
 the trained weights, rewinds the survivors to their pre-trained values (kept on the CPU), and
 resets the optimizer and learning-rate schedule. The mask is decided on rank 0 and broadcast.
 Its state (search, current mask) is in the checkpoint, so a run killed mid-round resumes with the
-same mask and schedule.
+same mask and schedule; when the search ends the callback checkpoints it (`<out_dir>/checkpoints/
+last.ckpt`), so a run killed after that stops at once, and `finished()` is the search as it ended,
+also in the launching process of a DDP fit whose ranks ran in spawned processes.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from lottery.magnitude import (
 
 class IterativeMagnitudePruning(WeightMaskEnforcer):
     def __init__(self, out_dir: str, metric: str, pretrained: Callable[[], Mapping[str, torch.Tensor]],
-                 full_score: float, rounds: int = 10, epochs_per_round: int = 3, fraction: float = 0.1,
-                 threshold: float = 0.9, include_biases: bool = True, suffixes: tuple[str, ...] | None = None):
+                 full_score: float, *, rounds: int, epochs_per_round: int, fraction: float, threshold: float,
+                 include_biases: bool, roles: tuple[str, ...]):
         super().__init__(None)
         if rounds < 1 or epochs_per_round < 1 or not 0 < fraction < 1:
             raise ValueError("IterativeMagnitudePruning needs rounds >= 1, epochs_per_round >= 1 and "
@@ -47,7 +49,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
         self.epochs_per_round = epochs_per_round
         self.search = MagnitudeSearch(fraction=fraction, threshold=threshold, max_steps=rounds, of="original",
                                       exit_mask="last_passing")
-        self.parameter_options = {"include_biases": include_biases, **({"suffixes": suffixes} if suffixes else {})}
+        self.parameter_options = {"include_biases": include_biases, "roles": tuple(roles)}
         self._pretrained_state: Mapping[str, torch.Tensor] | None = None
 
     @property
@@ -85,6 +87,27 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
                 if name not in self.masks:
                     parameter.copy_(self._pretrained_state[name].to(parameter.device))
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: HasModel) -> None:
+        if self.search.done:  # killed after the search ended, before its stage was recorded
+            trainer.should_stop = True
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.ckpt"
+
+    def finished(self) -> MagnitudeSearch:
+        """The search as it ended: this process's, or the one rank 0 checkpointed when it ended (when
+        the fit's ranks ran in spawned processes, this process's callback never saw them)."""
+        if self.search.done:
+            return self.search
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)["callbacks"][self.state_key]
+        search = MagnitudeSearch(fraction=self.search.fraction, threshold=self.search.threshold,
+                                 max_steps=self.search.max_steps, of=self.search.of, exit_mask=self.search.exit_mask)
+        search.load_state_dict(state["search"])
+        if not search.done:
+            raise RuntimeError(f"the IMP search in {self.checkpoint_path} has not finished")
+        return search
+
     # ----- between rounds -----
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: HasModel) -> None:
         if (trainer.current_epoch + 1) % self.epochs_per_round:
@@ -98,6 +121,7 @@ class IterativeMagnitudePruning(WeightMaskEnforcer):
             write_json(self.out_dir / f"round_{round_index:02d}.json",
                        {**record, **sparsity_report(self.masks, pl_module.model)})
         if self.search.done:
+            trainer.save_checkpoint(self.checkpoint_path)
             trainer.should_stop = True
             return
         params = eligible_parameters(pl_module.model, **self.parameter_options)

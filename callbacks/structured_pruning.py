@@ -7,8 +7,10 @@ rank filled its own batches' rows, so the sum is exactly the one-process matrix)
 `StructuredSearch` decide the next mask on rank 0, broadcasts it, and writes
 `<out_dir>/iter_NNN.json`. Its state (the whole search) goes into the checkpoint it writes after
 every iteration (`<out_dir>/checkpoints/last.ckpt`), so a killed search resumes at the next
-iteration; a search found finished in that checkpoint only writes its summary. (ModelCheckpoint
-cannot do this: it saves only when the global step moved, and a search takes no optimizer steps.)
+iteration; a search found finished in that checkpoint stops at once. (ModelCheckpoint cannot do
+this: it saves only when the global step moved, and a search takes no optimizer steps.) After the
+fit, `finished()` is the search as it ended, also in the launching process of a DDP fit whose ranks
+ran in spawned processes (read back from that checkpoint).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lottery.search import SearchConfig, StructuredSearch
 
 
 class StructuredPruning(Callback):
-    def __init__(self, out_dir: str, metric: str, config: SearchConfig, accumulate: str = "running",
+    def __init__(self, out_dir: str, metric: str, config: SearchConfig, accumulate: str,
                  num_batches: int | None = None):
         self.out_dir = Path(out_dir)
         self.metric = metric
@@ -55,8 +57,6 @@ class StructuredPruning(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.search.done:  # killed after its last checkpoint, before the stage was recorded
-            if trainer.is_global_zero:
-                self._write_summary()
             trainer.should_stop = True
 
     # ----- one iteration per epoch -----
@@ -97,13 +97,24 @@ class StructuredPruning(Callback):
         pl_module.log_dict({"search/score": float(record.score), "search/iteration": float(record.iteration),
                             "search/heads_kept": float(record.head_mask.sum()),
                             "search/mlps_kept": float(record.mlp_mask.sum())}, sync_dist=False)
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state: the search resumes from it
         if self.search.done:
             trainer.should_stop = True
 
     @property
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoints" / "last.ckpt"
+
+    def finished(self) -> StructuredSearch:
+        """The search as it ended: this process's, or the one rank 0 checkpointed last (when the fit's
+        ranks ran in spawned processes, this process's callback never saw them)."""
+        if self.search is not None and self.search.done:
+            return self.search
+        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        search = StructuredSearch.from_state_dict(checkpoint["callbacks"][self.state_key]["search"])
+        if not search.done:
+            raise RuntimeError(f"the mask search in {self.checkpoint_path} has not finished")
+        return search
 
     def _write_iteration(self, head_raw: torch.Tensor, mlp_raw: torch.Tensor, scores: dict) -> None:
         record = self.search.history[-1]
@@ -120,17 +131,4 @@ class StructuredPruning(Callback):
             "head_importance": record.head_importance.tolist(),
             "mlp_importance_raw": mlp_raw.tolist(),
             "mlp_importance": record.mlp_importance.tolist(),
-        })
-        if self.search.done:
-            self._write_summary()
-
-    def _write_summary(self) -> None:
-        head, mlp = self.search.good_mask()
-        StructuredMasks(head, mlp).save_json(self.out_dir / "good.json")
-        write_json(self.out_dir / "summary.json", {
-            "full_score": self.search.full_score,
-            "threshold_score": self.search.threshold_score,
-            "good_iteration": self.search.last_passing_iteration,
-            "iterations": self.search.iteration,
-            "config": self.config.to_dict(),
         })

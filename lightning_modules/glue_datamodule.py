@@ -15,13 +15,13 @@ from lottery.features import (
     subset_indices,
 )
 from lottery.samplers import BATCHINGS, EpochBatchSampler, ShardedSequentialBatchSampler
-from lottery.tasks import get_task
+from lottery.tasks import Task, get_task
 
 SELECTIONS = ("dev", "train_holdout", "train_subset")
 
 
 class GlueDataModule(pl.LightningDataModule):
-    """Train and dev dataloaders of one GLUE task.
+    """Train and dev dataloaders of one task: a GLUE task (by name) or any `lottery.tasks.Task`.
 
     `selection` is the split masks are selected on: `dev` (the paper), `train_holdout` (a seeded
     slice of train the size of dev, left out of fine-tuning, so masks are selected on unseen data)
@@ -30,7 +30,7 @@ class GlueDataModule(pl.LightningDataModule):
     order (a search's importance pass); `evaluate_on="selection"` scores on it instead of on dev.
     """
 
-    def __init__(self, task: str, tokenizer, glue_dir: str | None, cache_dir: str | None = None,
+    def __init__(self, task: str | Task, tokenizer, glue_dir: str | None, cache_dir: str | None = None,
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 64, seed: int = 1337,
                  batching: str = "length_grouped", pad_to: int | None = None, num_workers: int = 0,
                  train_limit: int | None = None, eval_limit: int | None = None, selection: str = "dev",
@@ -43,7 +43,7 @@ class GlueDataModule(pl.LightningDataModule):
         if train_on not in ("train", "selection") or evaluate_on not in ("dev", "selection"):
             raise ValueError(f"train_on must be train|selection and evaluate_on dev|selection, "
                              f"got {train_on!r}, {evaluate_on!r}")
-        self.task = get_task(task)
+        self.task = get_task(task) if isinstance(task, str) else task
         self.tokenizer = tokenizer
         self.glue_dir = glue_dir
         self.cache_dir = str(cache_dir) if cache_dir else None

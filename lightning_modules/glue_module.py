@@ -12,11 +12,11 @@ from lightning_modules.metrics import TaskMetrics
 from lottery.errors import NonFiniteError
 from lottery.masks import StructuredMasks
 from lottery.models import forward_inputs
-from lottery.tasks import GlueTask, get_task
+from lottery.tasks import Task, get_task
 
 
 class GlueModule(pl.LightningModule):
-    def __init__(self, model: nn.Module, task: str | GlueTask, lr: float = 2e-5, adam_eps: float = 1e-8,
+    def __init__(self, model: nn.Module, task: str | Task, lr: float = 2e-5, adam_eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
                  schedule_epochs: int | None = None):
         """`schedule_epochs`: length of one learning-rate schedule in epochs when a fit holds several

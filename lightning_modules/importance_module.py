@@ -9,6 +9,10 @@ search its progress bar, logging, DDP and checkpoint/resume.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -16,11 +20,29 @@ from torch import nn
 from lightning_modules.metrics import TaskMetrics
 from lottery.importance import Criterion
 from lottery.masks import StructuredMasks
-from lottery.tasks import GlueTask, get_task
+from lottery.tasks import Task, get_task
+
+# What Lightning warns about in a search, where each is by design: no optimizer (only the gates'
+# gradients are read), no validation step (the pass scores itself), the model in eval mode.
+SEARCH_BY_DESIGN = (
+    r"`LightningModule.configure_optimizers` returned `None`",
+    r"You passed in a `val_dataloader` but have no `validation_step`",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+@contextlib.contextmanager
+def search_warnings_expected() -> Iterator[None]:
+    """Around a search's `trainer.fit`: silences Lightning's warnings about what a search does on
+    purpose (`SEARCH_BY_DESIGN`), and only those."""
+    with warnings.catch_warnings():
+        for message in SEARCH_BY_DESIGN:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 class ImportanceModule(pl.LightningModule):
-    def __init__(self, model: nn.Module, task: str | GlueTask, masks: StructuredMasks, criterion: Criterion):
+    def __init__(self, model: nn.Module, task: str | Task, masks: StructuredMasks, criterion: Criterion):
         super().__init__()
         self.model = model
         self.task = get_task(task) if isinstance(task, str) else task

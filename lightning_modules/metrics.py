@@ -3,32 +3,43 @@ synchronised across DDP ranks."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 from torchmetrics.classification import (
     BinaryF1Score,
     MulticlassAccuracy,
+    MulticlassF1Score,
     MulticlassMatthewsCorrCoef,
 )
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from lottery.tasks import GlueTask, split_suffix
+from lottery.tasks import Task, split_suffix
 
 
-def metric_collection(task: GlueTask, split: str) -> MetricCollection:
+def metric_collection(task: Task, split: str) -> MetricCollection:
     suffix = split_suffix(split)
     others = {split_suffix(name) for name in task.eval_splits} - {"", suffix}
     if suffix:
         wanted = {name.removesuffix(suffix) for name in task.metrics if name.endswith(suffix)}
     else:
         wanted = {name for name in task.metrics if not any(name.endswith(other) for other in others)}
+    def spearman() -> SpearmanCorrCoef:
+        # It keeps every prediction to rank them, as an exact Spearman over dev must: its warning
+        # about that memory is by design here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Metric `SpearmanCorrcoef` will save all targets")
+            return SpearmanCorrCoef()
+
     factories = {
         "accuracy": lambda: MulticlassAccuracy(num_classes=max(task.num_labels, 2), average="micro"),
-        "f1": BinaryF1Score,
+        "f1": BinaryF1Score,  # of label 1, as GLUE's
+        "f1_macro": lambda: MulticlassF1Score(num_classes=task.num_labels, average="macro"),
         "mcc": lambda: MulticlassMatthewsCorrCoef(num_classes=task.num_labels),
         "pearson": PearsonCorrCoef,
-        "spearman": SpearmanCorrCoef,
+        "spearman": spearman,
     }
     return MetricCollection({name + suffix: factories[name]() for name in sorted(wanted)})
 
@@ -36,7 +47,7 @@ def metric_collection(task: GlueTask, split: str) -> MetricCollection:
 class TaskMetrics(nn.Module):
     """One MetricCollection per dev split; `compute()` adds the derived pruning metric."""
 
-    def __init__(self, task: GlueTask):
+    def __init__(self, task: Task):
         super().__init__()
         self.task = task
         self.splits = list(task.eval_splits)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lottery.errors import LotteryError
-from lottery.tasks import GlueTask
+from lottery.tasks import GlueTask, Task
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -137,30 +137,37 @@ def read_hub_split(task: GlueTask, split: str) -> Examples:
     return Examples(texts, labels)
 
 
-def read_split(task: GlueTask, split: str, glue_dir: str | os.PathLike | None) -> Examples:
-    """One split from the local folder if one is configured, else from the hub."""
+def read_split(task: Task, split: str, glue_dir: str | os.PathLike | None) -> Examples:
+    """One split of a task: a GLUE task's from the local folder if one is configured, else from the
+    hub; a custom task (`lottery.custom_tasks`) reads its own source."""
+    if not isinstance(task, GlueTask):
+        return task.read(split)
     folder = resolve_glue_dir(glue_dir)
     return read_tsv_split(task, folder, split) if folder else read_hub_split(task, split)
 
 
-def source_fingerprint(task: GlueTask, split: str, glue_dir: str | os.PathLike | None) -> str:
-    """What identifies a split's data: the SHA-1 of its local file, or the hub dataset's name.
+def source_fingerprint(task: Task, split: str, glue_dir: str | os.PathLike | None) -> str:
+    """What identifies a split's data: the SHA-1 of its local file, or the hub dataset's name (a
+    custom task's: `CustomTask.fingerprint`).
 
     Run folders and the tokenisation cache are keyed by it, so edited data is never mistaken for
     the data a finished result was computed on."""
+    if not isinstance(task, GlueTask):
+        return task.fingerprint(split)
     folder = resolve_glue_dir(glue_dir)
     if folder is None:
         return f"hub:{HUB_DATASET}/{task.hub_config}:{split}"
     path = split_file(task, folder, split)
     if not path.is_file():
         return f"missing:{path}"  # reading the split raises the helpful error
-    return _sha1_of_file(path)
+    return sha1_of_file(path)
 
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
-def _sha1_of_file(path: Path) -> str:
+def sha1_of_file(path: Path) -> str:
+    """The SHA-1 of a file's bytes, computed once per (path, modification time, size)."""
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _FILE_HASHES:

@@ -11,8 +11,10 @@ Anything else fails early with a `ModelLayoutError` that lists the supported fam
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import inspect
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,10 +185,60 @@ def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int
         eos = config.eos_token_id
         config.pad_token_id = pad_token_id if pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
     kwargs.setdefault("dtype", torch.float32)
-    with fetching(name_or_path):
-        model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), config=config, **kwargs)
+    with fetching(name_or_path), _load_report_held() as held:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(name_or_path), config=config, output_loading_info=True, **kwargs)
+        if not _only_new_head(model, info):
+            held.release()
     encoder_layers(model)  # fail now, not in the middle of a search
     return model
+
+
+class _HeldReports(logging.Filter):
+    """Holds back transformers' LOAD REPORT records until `release()` logs them."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__()
+        self.logger, self.held = logger, []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self) -> None:
+        self.logger.removeFilter(self)
+        for record in self.held:
+            self.logger.handle(record)
+        self.held = []
+
+
+@contextlib.contextmanager
+def _load_report_held():
+    """transformers reports, as a warning table, every weight a checkpoint lacks or has in excess;
+    loading a pre-trained encoder under a new classification head always lacks the head. The
+    report is held back, and logged after all when loading fails or `release()` is called."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    held = _HeldReports(logger)
+    logger.addFilter(held)
+    try:
+        yield held
+    except BaseException:
+        held.release()
+        raise
+    finally:
+        logger.removeFilter(held)
+
+
+def _only_new_head(model: nn.Module, info: Mapping[str, Any]) -> bool:
+    """Whether loading differed from the checkpoint only where it must: the task head is new
+    (missing), and heads of other tasks in the checkpoint (BERT's pre-training `cls.*`) are unused
+    (unexpected). Anything missing or unexpected inside the encoder, or mismatched, is not."""
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    inside = [key for name in ("missing_keys", "unexpected_keys") for key in info.get(name) or ()
+              if str(key).startswith(prefix)]
+    return not inside and not info.get("mismatched_keys") and not info.get("error_msgs")
 
 
 # ----- layers and shapes -----

@@ -1,4 +1,5 @@
-"""Figures for attention-pattern types: example maps per type, and type shares among head sets.
+"""Figures for attention-pattern types: example maps per type, type shares among head sets, and
+surviving against pruned heads (`lottery.patterns_stats`).
 
 Both return a `matplotlib.figure.Figure` drawn with Agg and never touch pyplot's global state;
 saving is the caller's job. Layers and heads are numbered from 1, as in the report's figures and
@@ -15,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lottery.patterns import TYPES, AttentionFeatures, PatternError, type_counts
+from lottery.patterns_stats import TypeContrast
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -125,4 +127,55 @@ def type_shares_figure(
     axes[0].set_ylim(0, 1)
     if title:
         figure.suptitle(textwrap.fill(title, width=int(13 * figure.get_figwidth())), fontsize=10)
+    return figure
+
+
+def type_contrast_figure(contrasts: Mapping[str, TypeContrast], title: str | None = None, note: str | None = None
+                         ) -> Figure:
+    """Surviving against pruned heads, one column per panel (e.g. "pre-trained", "fine-tuned").
+
+    Top: the share of each type among the survivors and among the pruned heads (means over seeds).
+    Bottom: survivors' share minus pruned heads' share, pooled over seeds (black), each seed's
+    (small dots), and the 95% range of the pooled difference under random masks of the same sizes
+    (grey band); the pooled two-sided p above each type. `note` is printed under the panels.
+    """
+    if not contrasts:
+        raise PatternError("no contrasts to plot")
+    figure = _new_figure(max(5.5, 4.6 * len(contrasts)), 6.4)
+    axes = figure.subplots(2, len(contrasts), squeeze=False, sharex=True)
+    positions = np.arange(len(TYPES))
+    for column, (panel, contrast) in enumerate(contrasts.items()):
+        top, bottom = axes[0][column], axes[1][column]
+        seeds = int(np.count_nonzero(~np.isnan(contrast.difference[:, 0])))
+        for offset, values, label in ((-0.2, contrast.pooled_survivors_share, "survivors"),
+                                      (0.2, contrast.pooled_pruned_share, "pruned")):
+            top.bar(positions + offset, np.nan_to_num(values), 0.4, label=label)
+        top.set_title(f"{panel} ({seeds} seed{'s' if seeds != 1 else ''})", fontsize=10)
+        top.set_ylim(0, 1)
+        top.grid(axis="y", alpha=0.3)
+        top.legend(fontsize=7)
+        bottom.axhline(0, color="black", linewidth=0.5)
+        band = contrast.pooled_null_high - contrast.pooled_null_low
+        bottom.bar(positions, np.nan_to_num(band), 0.5, bottom=np.nan_to_num(contrast.pooled_null_low), color="0.85",
+                   label="95% under random masks")
+        for index, row in enumerate(contrast.difference):
+            bottom.plot(positions, row, "o", color="tab:blue", markersize=3, alpha=0.6,
+                        label="each seed" if index == 0 else None)
+        bottom.plot(positions, contrast.pooled_difference, "D", color="black", markersize=5, label="pooled")
+        low = np.nanmin([np.nanmin(contrast.difference, initial=0), np.nanmin(contrast.pooled_null_low, initial=0)])
+        high = np.nanmax([np.nanmax(contrast.difference, initial=0), np.nanmax(contrast.pooled_null_high, initial=0)])
+        span = max(high - low, 0.1)
+        bottom.set_ylim(low - 0.1 * span, high + 0.25 * span)
+        for x, p in zip(positions, contrast.pooled_p, strict=True):
+            if not np.isnan(p):
+                bottom.text(x, high + 0.08 * span, f"p {p:.2g}", ha="center", fontsize=7)
+        bottom.set_xticks(positions, labels=[t.replace("+", "+\n") for t in TYPES], fontsize=8)
+        bottom.grid(axis="y", alpha=0.3)
+        bottom.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("share of heads")
+    axes[1][0].set_ylabel("survivors - pruned")
+    if title:
+        figure.suptitle(textwrap.fill(title, width=int(13 * figure.get_figwidth())), fontsize=10)
+    if note:
+        figure.supxlabel(textwrap.fill(note, width=int(16 * figure.get_figwidth())), fontsize=7)
     return figure

@@ -48,27 +48,7 @@ from lottery.masks import StructuredMasks, check_shape
 from lottery.models import encoder_layers, model_shape
 
 __all__ = ["STRUCTURE_KEY", "NoHeadsAttention", "NoHeadsSelfAttention", "load_pruned", "prune_structure",
-           "pruned_structure", "save_pruned", "slice_linear", "structure_masks"]
-
-
-def slice_linear(linear: nn.Linear, keep: torch.Tensor, dim: int, bias: bool = True) -> nn.Linear:
-    """A new Linear with only the `keep` rows (dim=0, output features) or columns (dim=1).
-
-    Sliced output rows take their bias entries with them; when slicing columns the bias is kept
-    whole, or dropped with `bias=False`. No random initialisation is run, and zero-sized results
-    are fine (they stand for removed units).
-    """
-    weight = linear.weight.detach().index_select(dim, keep.to(linear.weight.device)).clone()
-    # Built on the meta device at a dummy size, then given its real tensors: nn.Linear's own
-    # initialisation would waste time and warns on zero-element weights.
-    new = nn.Linear(1, 1, bias=False, device="meta")
-    new.out_features, new.in_features = weight.shape
-    new.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
-    if bias and linear.bias is not None:
-        old_bias = linear.bias.detach()
-        new_bias = old_bias.index_select(0, keep.to(old_bias.device)) if dim == 0 else old_bias
-        new.bias = nn.Parameter(new_bias.clone(), requires_grad=linear.bias.requires_grad)
-    return new
+           "pruned_structure", "save_pruned", "structure_masks"]
 
 
 def pruned_structure(model: nn.Module) -> dict[str, list]:
@@ -154,4 +134,30 @@ def load_pruned(directory: str | Path) -> nn.Module:
     if len(dtypes) == 1:
         model.to(dtype=dtypes.pop())
     model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_ticket(directory: str | Path) -> nn.Module:
+    """A ticket's model folder, however it was saved: physically pruned (`load_pruned`) or with the
+    full architecture's shapes (a magnitude ticket: `from_pretrained`). In eval mode."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory} holds no config.json: give a ticket's model folder "
+                                "(.../retrained/<ticket>/model)")
+    config = json.loads((directory / "config.json").read_text())
+    if config.get(STRUCTURE_KEY) is not None:
+        return load_pruned(directory)
+    return transformers.AutoModelForSequenceClassification.from_pretrained(str(directory), dtype=torch.float32).eval()
+
+
+def unpruned_architecture(directory: str | Path, seed: int = 0) -> nn.Module:
+    """The architecture a ticket was cut from, built from its config.json with random weights (what
+    its base model computes, as fast: latency does not depend on the weights' values). In eval mode."""
+    config = transformers.AutoConfig.from_pretrained(str(directory))
+    setattr(config, STRUCTURE_KEY, None)
+    architectures = getattr(config, "lottery_base_architecture", None) or (getattr(config, "architectures", None) or [""])[0]
+    model_class = getattr(transformers, architectures, None) or transformers.AutoModelForSequenceClassification.from_config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config)
     return model.eval()

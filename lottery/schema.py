@@ -22,7 +22,23 @@ RESULTS_FORMAT = "bert-lottery/results"
 RESULTS_VERSION = 2
 EVALUATIONS = ("pruned", "retrained")
 EVALUATION_ABBREVIATIONS = {"pruned": "pr", "retrained": "re"}
-UNITS = ("structured", "weights")  # what a ticket masks: heads and MLPs, or single weights
+PRUNINGS = ("structured", "weights")  # what a ticket masks: heads and MLPs, or single weights
+# results.json's names for fields called otherwise here ("unit" now means an attention unit only).
+FILE_KEYS = {"pruning": "unit"}
+# The protocol's keys (conf/protocol/*.yaml), in the order results list them, each with where a run's
+# `settings` record it (the end of its dotted path there): runs that differ only at these paths
+# differ only in protocol (the report's protocol comparison).
+PROTOCOL_KEYS = {
+    "accumulate": "importance.accumulate",
+    "phase_change": "search.phase_change",
+    "sampling": "sampling",
+    "magnitude_exit": "exit_mask",
+}
+
+
+def is_protocol_setting(path: str) -> bool:
+    """Whether a dotted path of a run's `settings` records a protocol key."""
+    return any(path == end or path.endswith("." + end) for end in PROTOCOL_KEYS.values())
 
 
 def row_label(prefix: str, kind: str, evaluation: str) -> str:
@@ -57,6 +73,35 @@ class Ticket:
     cost: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class SearchSummary:
+    """What an experiment's search found (results.json's `search`, and its search folder's summary.json).
+
+    Every search: the full model's score on the selection split and the bar a mask had to reach
+    (`lottery.pass_rule`), and the iteration (structured) or step / round (weights) of the good mask.
+    A structured search adds how many iterations it evaluated and its `SearchConfig`; a weight search
+    the good mask's sparsity and every step's record. Tickets not searched for (super tickets) have
+    the full model's dev score and where their masks came from.
+    """
+
+    full_score: float
+    threshold_score: float | None = None
+    good_iteration: int | None = None
+    iterations: int | None = None  # structured
+    config: dict[str, Any] | None = None  # structured: SearchConfig.to_dict()
+    sparsity: float | None = None  # weights
+    history: list[dict[str, Any]] | None = None  # weights: one record per step or round
+    super_dir: str | None = None  # super tickets
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that apply (those not None)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSummary:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
 @dataclass
 class Results:
     """One experiment of one (model, task, seed): the paper's rows and everything needed to
@@ -70,7 +115,7 @@ class Results:
     group: str  # hash of the settings without the seed: runs with the same group are seeds of one variant
     settings: dict[str, Any]
     protocol: dict[str, Any]  # {"name": ..., "preset": ..., "keys": {...}}
-    unit: str  # "structured" or "weights"
+    pruning: str  # what its tickets mask, PRUNINGS (results.json: "unit")
     label_prefix: str  # "s", "m", ...: row labels are "<prefix>-<ticket> pr|re"
     figures: list[str]  # the report sections that draw this mode's results
     metric: str  # the metric that drives pruning
@@ -80,8 +125,9 @@ class Results:
     num_heads: int
     full: dict[str, float]
     majority_baseline: dict[str, float]
-    search: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)  # SearchSummary.to_dict()
     warning: str | None = None
+    label_names: list[str] | None = None  # class names in label-id order (None: a regression)
     tickets: dict[str, Ticket] = field(default_factory=dict)
     format: str = RESULTS_FORMAT
     version: int = RESULTS_VERSION
@@ -90,12 +136,14 @@ class Results:
         data = asdict(self)
         data["tickets"] = {kind: {k: v for k, v in ticket.items() if v is not None}
                            for kind, ticket in data["tickets"].items()}
-        return data
+        return {FILE_KEYS.get(key, key): value for key, value in data.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "results") -> Results:
         if not isinstance(data, dict):
             raise CorruptFileError(f"{source} is not a results object")
+        names = {file_key: name for name, file_key in FILE_KEYS.items()}
+        data = {names.get(key, key): value for key, value in data.items()}
         if data.get("format") != RESULTS_FORMAT or data.get("version") != RESULTS_VERSION:
             raise CorruptFileError(
                 f"{source} is results format {data.get('format')!r} version {data.get('version')!r}; this "

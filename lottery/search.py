@@ -38,7 +38,7 @@ from torch import Tensor
 from lottery.errors import ConfigError, NonFiniteError
 from lottery.pass_rule import bar, check_threshold, passes
 
-MODES = ("heads_mlps", "heads", "mlps")
+TARGETS = ("heads_mlps", "heads", "mlps")  # what a structured search masks
 PHASE_CHANGES = ("failed", "passing")
 FULL_PHASE = "full"  # phase name recorded for iteration 0, the unmasked model
 STATE_VERSION = 2
@@ -67,13 +67,13 @@ class SearchConfig:
     """What the search prunes, how fast, and when it stops.
 
     `schedule` lists the phases as (head_step, mlp_step) pairs of absolute counts. Left as None it
-    is derived from `mode` and the model size by `phases`: for "heads_mlps" the paper's
+    is derived from `target` and the model size by `phases`: for "heads_mlps" the paper's
     [(H, m), (H // 2, 0), (0, m)] without phases that mask nothing, for "heads" [(H, 0)], for
     "mlps" [(0, m)], where H = max(1, int(head_fraction * total heads)) and m = mlps_per_step.
     `phase_change` says which importance ranks the first step after a failure (module docstring).
     """
 
-    mode: str = "heads_mlps"
+    target: str = "heads_mlps"
     threshold: float = 0.9
     head_fraction: float = 0.1
     mlps_per_step: int = 1
@@ -81,8 +81,8 @@ class SearchConfig:
     schedule: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown search mode {self.mode!r}; expected one of {MODES}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"unknown search target {self.target!r}; expected one of {TARGETS}")
         self.threshold = check_threshold(self.threshold)
         if isinstance(self.head_fraction, bool) or not isinstance(self.head_fraction, (int, float)) \
                 or not 0.0 < self.head_fraction <= 1.0:
@@ -105,10 +105,10 @@ class SearchConfig:
                     f"schedule phase {pair!r} must be a (head_step, mlp_step) pair of "
                     "non-negative integers, not both zero"
                 )
-            if self.mode == "heads" and pair[1] > 0:
-                raise ConfigError(f"mode 'heads' does not prune MLPs, but schedule phase {pair} does")
-            if self.mode == "mlps" and pair[0] > 0:
-                raise ConfigError(f"mode 'mlps' does not prune heads, but schedule phase {pair} does")
+            if self.target == "heads" and pair[1] > 0:
+                raise ConfigError(f"target 'heads' does not prune MLPs, but schedule phase {pair} does")
+            if self.target == "mlps" and pair[0] > 0:
+                raise ConfigError(f"target 'mlps' does not prune heads, but schedule phase {pair} does")
         return [(int(h), int(m)) for h, m in pairs]
 
     def head_step(self, num_layers: int, num_heads: int) -> int:
@@ -120,23 +120,31 @@ class SearchConfig:
         if self.schedule is not None:
             return [Phase(h, m) for h, m in self.schedule]
         heads, mlps = self.head_step(num_layers, num_heads), self.mlps_per_step
-        if self.mode == "heads":
+        if self.target == "heads":
             return [Phase(heads, 0)]
-        if self.mode == "mlps":
+        if self.target == "mlps":
             return [Phase(0, mlps)]
         steps = [(heads, mlps), (heads // 2, 0), (0, mlps)]
         return [Phase(h, m) for h, m in steps if h or m]
 
     def to_dict(self) -> dict[str, Any]:
+        """As records and checkpoints hold it: the target under its first name, "mode" (folder hashes
+        and saved search states depend on these keys)."""
         schedule = None if self.schedule is None else [list(pair) for pair in self.schedule]
         return {
-            "mode": self.mode,
+            "mode": self.target,
             "threshold": self.threshold,
             "head_fraction": self.head_fraction,
             "mlps_per_step": self.mlps_per_step,
             "phase_change": self.phase_change,
             "schedule": schedule,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        values = dict(data)
+        values["target"] = values.pop("mode")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -388,7 +396,7 @@ class StructuredSearch:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> StructuredSearch:
         """A search rebuilt from a `state_dict` alone (config included)."""
-        config = SearchConfig(**state["config"])
+        config = SearchConfig.from_dict(state["config"])
         search = cls(int(state["num_layers"]), int(state["num_heads"]), config)
         search.load_state_dict(state)
         return search

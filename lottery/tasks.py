@@ -1,6 +1,9 @@
-"""The GLUE task registry: text fields, labels, metrics and the metric that drives pruning.
+"""Tasks: what a run trains and scores on. The GLUE registry, and the shared `Task` interface that
+custom tasks (`lottery.custom_tasks`: your own CSV / TSV / JSONL files or a Hugging Face dataset)
+implement too; `task_from_settings` builds the run's task from its `task` settings.
 
-Metric keys follow METHOD.md: `accuracy`, `f1`, `mcc`, `pearson`, `spearman`, `accuracy_mm`.
+Metric keys follow docs/METHOD.md ("Setup of the paper"): `accuracy`, `f1`, `mcc`, `pearson`, `spearman`,
+`accuracy_mm`.
 Two derived keys drive pruning where the paper combines or picks: STS-B prunes on the mean of
 Pearson and Spearman (`pearson_spearman`), MNLI on matched accuracy (`accuracy`). The paper's
 tables report one metric per task (`table_metric`, from the authors'
@@ -9,9 +12,69 @@ eval_performance_analysis.ipynb): the pruning metric, except STS-B, which is rep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lottery.errors import LotteryError
+
+# The metrics a task can be scored with (torchmetrics behind them: lightning_modules/metrics.py).
+# f1 is the binary F1 of label 1 (GLUE's); f1_macro averages the classes' F1; pearson_spearman is
+# the mean of the two correlations (how STS-B drives pruning).
+CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "mcc")
+REGRESSION_METRICS = ("pearson", "spearman", "pearson_spearman")
+METRIC_ALIASES = {"acc": "accuracy", "matthews_corrcoef": "mcc", "f1_score": "f1", "macro_f1": "f1_macro",
+                  "pearson_corrcoef": "pearson", "pearsonr": "pearson", "spearman_corrcoef": "spearman",
+                  "spearmanr": "spearman"}
+
+
+class Task:
+    """What every part of the pipeline needs to know about a task, GLUE or custom.
+
+    A subclass has `name` (its folder name), `labels` (class names in label-id order; () for a
+    regression), `metrics`, `pruning_metric`, `table_metric` and `eval_splits`; custom tasks also
+    read their own data (`read(split)`, `fingerprint(split)`, see `lottery.glue_data.read_split`).
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    metrics: tuple[str, ...]
+    pruning_metric: str
+    table_metric: str
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.labels
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.labels)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """Dev splits, the first being the one that drives pruning (MNLI: matched)."""
+        return ("dev",)
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric the paper's tables and figures show for this task."""
+        return self.table_metric or self.pruning_metric
+
+    @property
+    def all_metrics(self) -> tuple[str, ...]:
+        extra = () if self.pruning_metric in self.metrics else (self.pruning_metric,)
+        return self.metrics + extra
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Label id -> name, as a model's config records it ({} for a regression)."""
+        return dict(enumerate(self.labels))
+
+    @property
+    def definition(self) -> dict[str, Any] | None:
+        """What identifies the task beyond its name (hashed into the run's folders); None for GLUE,
+        whose name says it all."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -30,7 +93,7 @@ class TsvLayout:
 
 
 @dataclass(frozen=True)
-class GlueTask:
+class GlueTask(Task):
     name: str
     folder: str  # folder in the classic GLUE layout
     hub_config: str  # config name of nyu-mll/glue
@@ -44,27 +107,9 @@ class GlueTask:
     hub_dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
 
     @property
-    def is_regression(self) -> bool:
-        return not self.labels
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.is_regression else len(self.labels)
-
-    @property
     def eval_splits(self) -> tuple[str, ...]:
         """Dev splits, the first being the one that drives pruning (MNLI: matched)."""
         return tuple(self.dev_files)
-
-    @property
-    def headline_metric(self) -> str:
-        """The metric the paper's tables and figures show for this task."""
-        return self.table_metric or self.pruning_metric
-
-    @property
-    def all_metrics(self) -> tuple[str, ...]:
-        extra = () if self.pruning_metric in self.metrics else (self.pruning_metric,)
-        return self.metrics + extra
 
 
 def _pair(a: str, b: str, label: str, n: int | None = None) -> TsvLayout:
@@ -135,8 +180,24 @@ class UnknownTaskError(LotteryError, ValueError):
     pass
 
 
+def glue_key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def get_task(name: str) -> GlueTask:
-    key = name.lower().replace("-", "").replace("_", "")
+    key = glue_key(name)
     if key not in TASKS:
-        raise UnknownTaskError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
+        raise UnknownTaskError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)} "
+                               "(or task=custom for your own data)")
     return TASKS[key]
+
+
+def task_from_settings(settings: Mapping[str, Any]) -> Task:
+    """The run's task from its `task` settings (conf/task/*.yaml, as a plain dict): a GLUE task by
+    `name`, or a custom task (conf/task/custom.yaml: files or a Hugging Face dataset) when the
+    settings name a data source (they have the keys `train` or `hf_dataset`)."""
+    if "train" in settings or "hf_dataset" in settings:
+        from lottery.custom_tasks import custom_task  # reads the files: only for custom tasks
+
+        return custom_task(settings)
+    return get_task(str(settings.get("name")))

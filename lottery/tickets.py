@@ -17,16 +17,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lottery.search import MODES
+from lottery.search import TARGETS
 
+KINDS = ("good", "random", "bad")  # the tickets an experiment draws from its good mask
 SAMPLINGS = ("exact", "bernoulli")
 RANDOM_SEED_OFFSET = 0
 BAD_SEED_OFFSET = 1
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+def _check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
 
 
 def _check_binary(mask: Tensor, name: str) -> None:
@@ -75,25 +76,25 @@ def random_ticket(
     *,
     seed: int,
     sampling: str = "exact",
-    mode: str = "heads_mlps",
+    target: str = "heads_mlps",
 ) -> tuple[Tensor, Tensor]:
     """A random ticket the size of the good one, per kind of element.
 
     "exact": exactly as many heads (and MLPs) as good keeps, chosen uniformly among all of them.
     "bernoulli" (the paper; the authors' experiment_analysis/create_random_masks.ipynb): each
     element is kept with p = good's survival rate of its kind, so the size matches only in
-    expectation (a draw may even keep no head). Kinds that `mode` does not prune are all ones.
+    expectation (a draw may even keep no head). Kinds that `target` does not prune are all ones.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
-    _check_mode(mode)
+    _check_target(target)
     _check_good(good_head, good_mlp)
     generator = _generator(seed + RANDOM_SEED_OFFSET)
     head = torch.ones_like(good_head, dtype=torch.float32)
     mlp = torch.ones_like(good_mlp, dtype=torch.float32)
-    if mode != "mlps":
+    if target != "mlps":
         head = _random_kind(good_head, sampling, generator)
-    if mode != "heads":
+    if target != "heads":
         mlp = _random_kind(good_mlp, sampling, generator)
     return head, mlp
 
@@ -110,21 +111,21 @@ def _bad_kind(good: Tensor, generator: torch.Generator) -> Tensor:
     return _from_flat_indices(chosen, good)
 
 
-def bad_ticket(good_head: Tensor, good_mlp: Tensor, *, seed: int, mode: str = "heads_mlps") -> tuple[Tensor, Tensor]:
+def bad_ticket(good_head: Tensor, good_mlp: Tensor, *, seed: int, target: str = "heads_mlps") -> tuple[Tensor, Tensor]:
     """A ticket the size of the good one, made of the elements good pruned, per kind.
 
     Keeps k = good's count of elements drawn uniformly among those good pruned; if k exceeds the
     number pruned, keeps all pruned ones plus k - #pruned survivors drawn uniformly. Kinds that
-    `mode` does not prune are all ones.
+    `target` does not prune are all ones.
     """
-    _check_mode(mode)
+    _check_target(target)
     _check_good(good_head, good_mlp)
     generator = _generator(seed + BAD_SEED_OFFSET)
     head = torch.ones_like(good_head, dtype=torch.float32)
     mlp = torch.ones_like(good_mlp, dtype=torch.float32)
-    if mode != "mlps":
+    if target != "mlps":
         head = _bad_kind(good_head, generator)
-    if mode != "heads":
+    if target != "heads":
         mlp = _bad_kind(good_mlp, generator)
     return head, mlp
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from pipeline.quiet import quiet_libraries
 from pipeline.run import make_run
 from pipeline.threads import share_cpus
 
 
 def train(cfg: DictConfig) -> dict:
     """Run the configured experiment; returns its metrics (fine-tune) or results (experiments)."""
+    quiet_libraries()
     run = make_run(cfg)
     share_cpus()
     return run.mode.run(run)

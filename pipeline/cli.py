@@ -1,4 +1,5 @@
-"""The command line: `python -m lottery [overrides]` (see lottery/__main__.py for examples).
+"""The command line: `python -m lottery [overrides]`, or `bert-lottery [overrides]` where the package
+is installed (see lottery/__main__.py for examples).
 
 A user's mistake (`lottery.errors.LotteryError`: an unknown task, a missing file, a bad value)
 ends the run with one line naming what is wrong and exit code 2; anything else is a bug and
@@ -21,7 +22,7 @@ from lottery.io import write_error
 log = logging.getLogger("lottery")
 
 
-@hydra.main(version_base="1.3", config_path=str(pipeline.config.PROJECT_ROOT / "conf"), config_name="config")
+@hydra.main(version_base="1.3", config_path=pipeline.config.CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

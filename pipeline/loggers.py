@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
-from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -66,11 +66,10 @@ def wandb_logger(run_dir: Path, job_type: str, run: Run, project: str, entity: s
 
     return WandbLogger(
         project=project, entity=entity, mode=mode, group=wandb_group(run), name=f"seed{run.seed}-{job_type}",
-        job_type=job_type, tags=list(tags), save_dir=str(run.cfg.paths.root),
-        config=OmegaConf.to_container(run.cfg, resolve=True),
+        job_type=job_type, tags=list(tags), save_dir=str(run.settings.paths.root), config=asdict(run.settings),
     )
 
 
 def wandb_group(run: Run) -> str:
     """All stages of all seeds of one variant of (model, task) share a W&B group."""
-    return f"{run.cfg.model.id}-{run.task.name}-{run.variant}-{run.group}"
+    return f"{run.settings.model.id}-{run.task.name}-{run.variant}-{run.group}"

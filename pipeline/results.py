@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from lottery.baselines import majority_baseline
 from lottery.io import read_json_or_none, to_jsonable, write_text
-from lottery.model_card import model_card
+from lottery.model_card import base_model_metadata, model_card
+from lottery.models import minilm_path
 from lottery.pass_rule import degenerate_warning
-from lottery.schema import RESULTS_FILENAME, Results, row_label, write_results
+from lottery.schema import RESULTS_FILENAME, Results, SearchSummary, row_label, write_results
 from pipeline.run import Run
 from pipeline.training import datamodule
 
@@ -25,20 +27,20 @@ def majority_of(run: Run) -> dict[str, float]:
     return majority_baseline(run.task, train, dev)
 
 
-def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, search: dict) -> Results:
+def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, search: SearchSummary) -> Results:
     """The header of a mode's results: who, which settings, the full model and the majority baseline."""
     majority = majority_of(run)
-    warning = degenerate_warning(search["full_score"], majority.get(run.task.pruning_metric, 0.0),
-                                 float(run.cfg.search.threshold))
+    warning = degenerate_warning(search.full_score, majority.get(run.task.pruning_metric, 0.0),
+                                 run.settings.search.threshold)
     if warning:
         log.warning(warning)
     mode = run.mode
     return Results(
-        model=str(run.cfg.model.id), task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
-        group=run.group, settings=run.settings, protocol=run.protocol, unit=mode.unit, label_prefix=mode.label_prefix,
+        model=run.settings.model.id, task=run.task.name, seed=run.seed, mode=mode.name, variant=run.variant,
+        group=run.group, settings=run.identity, protocol=run.protocol, pruning=mode.pruning, label_prefix=mode.label_prefix,
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
-        majority_baseline=majority, search=search, warning=warning,
+        majority_baseline=majority, search=search.to_dict(), warning=warning, label_names=list(run.task.labels) or None,
     )
 
 
@@ -82,12 +84,15 @@ def finish(run: Run, results: Results) -> dict:
 
 def write_model_cards(run: Run, results: Results) -> None:
     """A README.md model card in each retrained ticket's model folder (rewritten only when it changed)."""
-    base_model = run.cfg.model.get("hub_id") or run.cfg.model.name_or_path
+    model = run.settings.model
+    base_model = model.hub_id or model.name_or_path
+    local = None if model.random_init else (model.name_or_path or minilm_path())
+    metadata = base_model_metadata(local) if local is not None and Path(str(local)).is_dir() else {}
     for kind in results.tickets:
         folder = run.experiment_dir / "retrained" / kind / "model"
         if not folder.is_dir():
             continue
-        card = model_card(results, kind, None if base_model is None else str(base_model))
+        card = model_card(results, kind, None if base_model is None else str(base_model), **metadata)
         path = folder / "README.md"
         if not path.is_file() or path.read_text() != card:
             write_text(path, card)

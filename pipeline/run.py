@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,69 +16,78 @@ from transformers import AutoTokenizer
 
 from lottery.hub import fetching
 from lottery.models import minilm_path
-from lottery.tasks import GlueTask, get_task
-from pipeline.config import check_config
-from pipeline.identity import digest, finetune_settings, stage_folder, without_seed
-from pipeline.modes import Mode, get_mode
+from lottery.tasks import Task, task_from_settings
+from pipeline.identity import digest, finetune_identity, stage_folder, without_seed
+from pipeline.modes import Mode, get_mode, mode_of
 from pipeline.protocol import protocol_record
+from pipeline.settings import ModelSettings, RunSettings, protocol_values, tags
+from pipeline.settings.from_config import settings_from_config
 
 
 @dataclass
 class Run:
-    """What every stage of one run needs, derived once from the config."""
+    """What every stage of one run needs, derived once from its settings."""
 
-    cfg: DictConfig
-    task: GlueTask
+    settings: RunSettings
+    task: Task
     mode: Mode
-    tokenizer: object = field(repr=False)
 
     @property
     def seed(self) -> int:
-        return int(self.cfg.seed)
+        return self.settings.seed
 
     @property
     def identity_dir(self) -> Path:
-        return Path(self.cfg.paths.root) / str(self.cfg.model.id) / self.task.name / f"seed{self.seed}"
+        return Path(self.settings.paths.root) / self.settings.model.id / self.task.name / f"seed{self.seed}"
 
     @property
     def split(self) -> str:
-        return str(self.cfg.search.split)
+        return self.settings.search.split
 
     @cached_property
-    def finetune_settings(self) -> dict:
-        return finetune_settings(self.cfg, self.task)
+    def tokenizer(self):
+        return load_tokenizer(tokenizer_source(self.settings.model))
+
+    @cached_property
+    def finetune_identity(self) -> dict:
+        return finetune_identity(self.settings, self.task)
 
     @property
     def finetune_dir(self) -> Path:
-        return stage_folder(self.identity_dir, "finetune", self.finetune_settings)
+        return stage_folder(self.identity_dir, "finetune", self.finetune_identity)
 
     @cached_property
     def protocol(self) -> dict:
-        return protocol_record(self.cfg, self.mode.protocol_keys)
+        return protocol_record(self.settings)
 
     @cached_property
-    def settings(self) -> dict:
+    def identity(self) -> dict:
         """Everything that determines this experiment's results (hashed into its folder name)."""
-        return {**self.finetune_settings, "mode": self.mode.name, self.mode.name: self.mode.settings(self.cfg)}
+        return {**self.finetune_identity, "mode": self.mode.name, self.mode.name: self.settings.experiment_identity()}
+
+    @property
+    def recorded_settings(self) -> dict:
+        """What the experiment folder's settings.json holds: its identity and the mode's notes."""
+        return {**self.identity, **self.settings.notes()}
 
     @property
     def variant(self) -> str:
         """The readable part of the experiment's folder name: mode, its tags, the protocol label."""
-        protocol = [self.protocol["name"]] if self.mode.protocol_keys else []
-        return "-".join([self.mode.name, *self.mode.tags(self.cfg), *protocol])
+        protocol = [self.protocol["name"]] if protocol_values(self.settings) else []
+        return "-".join([self.mode.name, *tags(self.settings), *protocol])
 
     @property
     def group(self) -> str:
         """The hash shared by the seeds of this variant (what the report averages over)."""
-        return digest(without_seed(self.settings))
+        return digest(without_seed(self.identity))
 
     @property
     def experiment_dir(self) -> Path:
-        return stage_folder(self.identity_dir, self.variant, self.settings)
+        return stage_folder(self.identity_dir, self.variant, self.identity)
 
 
-def tokenizer_source(cfg: DictConfig) -> str | Path:
-    return cfg.model.name_or_path or minilm_path()
+def tokenizer_source(model: ModelSettings) -> str | Path:
+    return model.name_or_path or minilm_path()
 
 
 def load_tokenizer(source: str | Path):
@@ -91,11 +100,12 @@ def load_tokenizer(source: str | Path):
     return tokenizer
 
 
+def run_of(settings: RunSettings) -> Run:
+    """The run of typed settings (built in Python, or from a config); nothing is written yet."""
+    return Run(settings=settings, task=task_from_settings(settings.task_spec),
+               mode=mode_of(settings))
+
+
 def make_run(cfg: DictConfig) -> Run:
-    """Check the settings and derive the run; nothing is written yet."""
-    check_config(cfg)
-    mode = get_mode(str(cfg.mode))
-    mode.check(cfg)
-    task = get_task(cfg.task.name)
-    tokenizer = load_tokenizer(tokenizer_source(cfg))
-    return Run(cfg=cfg, task=task, mode=mode, tokenizer=tokenizer)
+    """Check the composed config's settings and derive the run; nothing is written yet."""
+    return run_of(settings_from_config(cfg, get_mode(str(cfg.mode)).settings))

@@ -5,7 +5,8 @@ joblib sweep (or several SLURM tasks on one node) would then each run 2x the cor
 wait on each other: measured here, a MiniLM fine-tune sharing 2 cores with two other processes
 ran about 8x slower than alone. A job uses: the CPUs it may run on (affinity), capped by
 SLURM_CPUS_PER_TASK, divided by the joblib launcher's parallel jobs. OMP_NUM_THREADS, if set,
-wins: the user decided.
+wins: the user decided. The pack launcher (hydra_plugins/bert_lottery_pack) divides the same CPUs
+by the jobs it runs at once and starts each job with that OMP_NUM_THREADS.
 """
 
 from __future__ import annotations

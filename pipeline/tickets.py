@@ -4,7 +4,7 @@ the pre-trained model, fine-tuned with the same recipe and seed), and what it co
 ticket as deployed against the full model: parameters, FLOPs, measured latency).
 
 What differs between structured tickets (heads and whole MLPs) and weight tickets (single
-weights, magnitude pruning) is one small class each (`StructuredUnit`, `WeightUnit`): how a mask
+weights, magnitude pruning) is one small class each (`StructuredTickets`, `WeightTickets`): how a mask
 is saved, sized, applied to the fine-tuned model, and retrained. Every stage records the sha256
 of its mask, so editing a ticket's mask file redoes exactly that ticket's stages.
 """
@@ -35,7 +35,7 @@ from pipeline.training import evaluate, fit, load_finetuned, pretrained_model, r
 log = logging.getLogger("lottery")
 
 
-class StructuredUnit:
+class StructuredTickets:
     """Heads and whole MLPs (`StructuredMasks`); retrained tickets are physically smaller."""
 
     suffix = ".json"
@@ -70,7 +70,7 @@ class StructuredUnit:
         return prune_structure(load_finetuned(run), masks)
 
 
-class WeightUnit:
+class WeightTickets:
     """Single weights (`WeightMasks`); retrained tickets keep their pruned weights at exactly zero."""
 
     suffix = ".npz"
@@ -123,63 +123,55 @@ class WeightUnit:
         return model
 
 
-Unit = type[StructuredUnit] | type[WeightUnit]
-KINDS = ("good", "random", "bad")
+TicketType = type[StructuredTickets] | type[WeightTickets]
 
 
-def check_kinds(kinds) -> None:
-    """tickets.kinds, checked before any work (every mode that draws good/random/bad tickets)."""
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown or not kinds:
-        raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
-
-
-def draw_tickets(run: Run, unit: Unit, folder: Path, draw: dict[str, Callable[[], Any]],
+def draw_tickets(run: Run, ticket_type: TicketType, folder: Path, draw: dict[str, Callable[[], Any]],
                  reference: nn.Module) -> dict[str, Any]:
     """Each configured ticket kind's mask: read from `folder` if saved there, else drawn and saved.
 
     A saved mask that cannot be read is drawn again (with a warning); `force=true` redraws all."""
     tickets = {}
-    for kind in run.cfg.tickets.kinds:
+    for kind in run.settings.tickets.kinds:
         if kind not in draw:
             raise ConfigError(f"tickets.kinds names {kind!r}; this mode draws {sorted(draw)}")
-        path = folder / f"{kind}{unit.suffix}"
-        if path.is_file() and not run.cfg.force:
+        path = folder / f"{kind}{ticket_type.suffix}"
+        if path.is_file() and not run.settings.force:
             try:
-                tickets[kind] = unit.load(path, reference)
+                tickets[kind] = ticket_type.load(path, reference)
                 continue
             except CorruptFileError as error:
                 log.warning("%s; drawing the %s ticket again", error, kind)
         tickets[kind] = draw[kind]()
-        unit.save(tickets[kind], path)
+        ticket_type.save(tickets[kind], path)
     return tickets
 
 
-def score_tickets(run: Run, exp_dir: Path, unit: Unit, tickets: dict[str, Any], reference: nn.Module,
+def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dict[str, Any], reference: nn.Module,
                   mask_folder: str = "tickets") -> dict[str, Ticket]:
     """Each ticket's size and its scores pruned and retrained; every stage resumable, and redone
     when its mask changed."""
-    force = bool(run.cfg.force)
+    force, settings = run.settings.force, run.settings.tickets
     scored = {}
     for kind, masks in tickets.items():
         sha = masks.content_sha256()
         inputs = {"mask_sha256": sha}
 
         def pruned_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
-            return evaluate(run, unit.pruned_module(run, masks), run_dir, f"pruned-{kind}")
+            return evaluate(run, ticket_type.pruned_module(run, masks), run_dir, f"pruned-{kind}")
 
         def retrained_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
-            return unit.retrain(run, run_dir, masks, kind)
+            return ticket_type.retrain(run, run_dir, masks, kind)
 
         def cost_work(run_dir: Path, masks: Any = masks) -> dict:
-            return measure_cost(run, reference, unit.runnable(run, masks))
+            return measure_cost(run, reference, ticket_type.runnable(run, masks))
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
         retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force, inputs=inputs)
-                     if run.cfg.tickets.retrain else None)
-        cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if run.cfg.tickets.cost else None
-        scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{unit.suffix}", mask_sha256=sha, pruned=pruned,
-                              retrained=retrained, cost=cost, **unit.describe(masks, reference))
+                     if settings.retrain else None)
+        cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if settings.cost else None
+        scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{ticket_type.suffix}", mask_sha256=sha, pruned=pruned,
+                              retrained=retrained, cost=cost, **ticket_type.describe(masks, reference))
     return scored
 
 
@@ -187,10 +179,10 @@ def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, floa
     """Parameters, FLOPs per example and eval latency of the ticket against the full model, measured
     in the same process (`lottery.cost.ticket_cost`), flattened to numbers; speed-ups = full / ticket
     (absent where the ticket keeps nothing to run)."""
-    settings = run.cfg.cost
+    settings = run.settings.cost
     device = next(full.parameters()).device
     measured = ticket_cost(full.eval(), ticket.to(device).eval(), batch_sizes=tuple(settings.batch_sizes),
-                           seq_len=int(settings.seq_len), repeats=int(settings.repeats), warmup=int(settings.warmup))
+                           seq_len=settings.seq_len, repeats=settings.repeats, warmup=settings.warmup)
     flat = {"seq_len": float(measured["seq_len"]), "threads": float(measured["threads"])}
     for name in ("full", "pruned"):
         part = measured[name]

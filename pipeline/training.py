@@ -1,8 +1,8 @@
-"""Trainers, data and models built from the config, and the stages every experiment shares:
+"""Trainers, data and models built from the run's settings, and the stages every experiment shares:
 fine-tuning (resumable, exactly) and evaluation.
 
-Trainer, loggers, callbacks and the data module come from their `_target_` configs
-(conf/trainer, conf/logger, conf/callbacks, conf/data); a stage adds only what is its own
+Trainer, loggers, callbacks and the data module are the classes their settings name (`_target_`,
+from conf/trainer, conf/logger, conf/callbacks, conf/data); a stage adds only what is its own
 (checkpointing, pruning callbacks, a log folder).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 
 from callbacks.epoch_order import EpochOrder
 from callbacks.exact_resume import ExactResume
@@ -24,7 +24,7 @@ from lightning_modules.glue_module import GlueModule
 from lottery.io import atomic_directory
 from lottery.models import load_classifier, minilm_path, tiny_model
 from pipeline.checkpoints import AtomicCheckpointIO, StepCheckpoint, resume_from
-from pipeline.identity import model_family_name, record_settings
+from pipeline.identity import record_settings
 from pipeline.run import Run, load_tokenizer, tokenizer_source
 from pipeline.stages import is_launching_process, run_stage
 
@@ -37,10 +37,16 @@ def pretrained_model(run: Run) -> torch.nn.Module:
 
     `model.random_init`: a tiny random model of `model.family` (default bert; conf/model/tiny.yaml)."""
     pl.seed_everything(run.seed, workers=True, verbose=False)
-    if run.cfg.model.random_init:
-        return tiny_model(model_family_name(run.cfg), num_labels=run.task.num_labels, seed=0)
-    return load_classifier(run.cfg.model.name_or_path or minilm_path(), run.task.num_labels,
-                           pad_token_id=run.tokenizer.pad_token_id)
+    model_settings = run.settings.model
+    if model_settings.random_init:
+        model = tiny_model(model_settings.family_name, num_labels=run.task.num_labels, seed=0)
+    else:
+        model = load_classifier(model_settings.name_or_path or minilm_path(), run.task.num_labels,
+                                pad_token_id=run.tokenizer.pad_token_id)
+    if run.task.id2label:  # the class names travel with every model saved from it (config.json)
+        model.config.id2label = run.task.id2label
+        model.config.label2id = {name: index for index, name in run.task.id2label.items()}
+    return model
 
 
 def load_finetuned(run: Run) -> torch.nn.Module:
@@ -53,18 +59,22 @@ def load_finetuned(run: Run) -> torch.nn.Module:
 # ----- data, trainers, logging -----
 def datamodule(run: Run, **overrides) -> GlueDataModule:
     """The run's data module (conf/data); `overrides` e.g. train_on="selection" for a search."""
-    make = instantiate(run.cfg.data, _partial_=True)
-    return make(task=run.task.name, tokenizer=run.tokenizer, seed=run.seed, selection=run.split, **overrides)
+    data = run.settings.data
+    return get_object(data.target)(task=run.task, tokenizer=run.tokenizer, seed=run.seed, selection=run.split,
+                                   **{**data.module_arguments(), **overrides})
 
 
 def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None = None, **overrides) -> pl.Trainer:
-    cfg = run.cfg
-    loggers = [instantiate(settings, _partial_=True)(run_dir=run_dir, job_type=job_type, run=run)
-               for settings in (cfg.logger or {}).values() if settings]
-    shared = [instantiate(settings) for settings in (cfg.callbacks or {}).values() if settings]
-    if not cfg.trainer.get("enable_progress_bar", True) or overrides.get("enable_progress_bar") is False:
+    settings = run.settings
+    loggers = [instantiate(logger, _partial_=True)(run_dir=run_dir, job_type=job_type, run=run)
+               for logger in (settings.loggers or {}).values() if logger]
+    shared = [instantiate(callback) for callback in (settings.callbacks or {}).values() if callback]
+    arguments = settings.execution.trainer_arguments()
+    arguments.setdefault("max_epochs", settings.recipe.max_epochs)
+    arguments.setdefault("gradient_clip_val", settings.recipe.grad_clip)
+    if not arguments.get("enable_progress_bar", True) or overrides.get("enable_progress_bar") is False:
         shared = [callback for callback in shared if not isinstance(callback, pl.callbacks.ProgressBar)]
-    trainer = instantiate(cfg.trainer, _partial_=True)
+    trainer = instantiate(arguments, _partial_=True)
     overrides.setdefault("plugins", [AtomicCheckpointIO()])  # a failed checkpoint write keeps the previous one
     return trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=[*shared, *(callbacks or [])], **overrides)
 
@@ -98,7 +108,7 @@ def evaluate(run: Run, module: pl.LightningModule, run_dir: Path, job_type: str,
 
 
 def recipe_module(run: Run, model: torch.nn.Module, **kwargs) -> GlueModule:
-    recipe = run.cfg.recipe
+    recipe = run.settings.recipe
     return GlueModule(model, run.task, lr=recipe.lr, adam_eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
                       warmup_ratio=recipe.warmup_ratio, **kwargs)
 
@@ -109,7 +119,7 @@ def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, ca
     exactly where it stopped (batch order, dropout RNG, optimizer, schedule: `ExactResume`); every
     epoch trains on its own seeded order (`EpochOrder`)."""
     checkpoints = run_dir / "checkpoints"
-    checkpoint = StepCheckpoint(checkpoints, every_n_train_steps=int(run.cfg.recipe.checkpoint_every_n_steps))
+    checkpoint = StepCheckpoint(checkpoints, every_n_train_steps=run.settings.recipe.checkpoint_every_n_steps)
     trainer_overrides.setdefault("limit_val_batches", 0)
     trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), EpochOrder(), ExactResume(), checkpoint],
                            **trainer_overrides)
@@ -132,7 +142,7 @@ def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.n
             save(module.model, folder)
             # A freshly loaded tokenizer: the run's one carries the truncation state of its last
             # call into tokenizer.json, which would depend on whether the data came from the cache.
-            load_tokenizer(tokenizer_source(run.cfg)).save_pretrained(str(folder))
+            load_tokenizer(tokenizer_source(run.settings.model)).save_pretrained(str(folder))
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return metrics
 
@@ -145,7 +155,7 @@ def finetune(run: Run, force: bool = False) -> dict:
     """The fine-tuned model of (model, task, seed) and its dev metrics, shared by every experiment."""
 
     def work(run_dir: Path) -> dict:
-        record_settings(run_dir, run.finetune_settings)
+        record_settings(run_dir, run.finetune_identity)
         return fit(run, run_dir, pretrained_model(run), save_plain, "finetune")
 
     return stage(run.finetune_dir, work, force=force)

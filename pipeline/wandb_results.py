@@ -3,9 +3,8 @@ tickets' mask files as an artifact, in the W&B group its stages log to."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from lottery.schema import EVALUATIONS, Results
 from pipeline.loggers import wandb_group
@@ -13,7 +12,7 @@ from pipeline.run import Run
 
 
 def log_results(run: Run, results: Results, exp_dir: Path) -> None:
-    settings = run.cfg.logger.get("wandb")
+    settings = (run.settings.loggers or {}).get("wandb")
     if not settings:
         return
     import wandb
@@ -22,9 +21,9 @@ def log_results(run: Run, results: Results, exp_dir: Path) -> None:
     from lottery.report.sections import GROUP_FIGURES
 
     wandb_run = wandb.init(
-        project=settings.project, entity=settings.entity, mode=settings.mode, dir=str(run.cfg.paths.root),
+        project=settings["project"], entity=settings["entity"], mode=settings["mode"], dir=str(run.settings.paths.root),
         group=wandb_group(run), name=f"seed{results.seed}-results", job_type="results",
-        config=OmegaConf.to_container(run.cfg, resolve=True), tags=list(settings.tags),
+        config=asdict(run.settings), tags=list(settings["tags"]),
     )
     try:
         metrics = results.metrics

@@ -1,11 +1,26 @@
-"""Shared fixtures: the random tiny BERT and small batches, no downloads."""
+"""Shared fixtures: the random tiny BERT and small batches, no downloads; and the check that the
+tests marked `real_glue` have the real GLUE files."""
 
 import pytest
 import torch
 
 from lottery.models import tiny_bert
+from pipeline.config import SHARED_GLUE
 
 torch.set_num_threads(2)
+
+
+def pytest_runtest_setup(item):
+    """A test marked `real_glue` fails, not skips, without the real GLUE files: a skipped test would
+    look like a passed one."""
+    marker = item.get_closest_marker("real_glue")
+    if marker is None:
+        return
+    missing = [folder for folder in (marker.args or ("RTE", "SST-2")) if not (SHARED_GLUE / folder).is_dir()]
+    if missing:
+        pytest.fail(f"needs the real GLUE files ({', '.join(missing)}) in {SHARED_GLUE}: put the classic GLUE TSV "
+                    "layout there (CoLA/, SST-2/, MRPC/, STS-B/, RTE/, ... with train.tsv and dev.tsv), or deselect "
+                    "these tests with -m 'not real_glue'", pytrace=False)
 
 
 @pytest.fixture

@@ -253,8 +253,8 @@ def test_magnitude_eligibility_is_exactly_the_attention_and_mlp_weights(family):
 def test_a_fused_qkv_is_eligible_only_as_a_whole():
     model = tiny_model("modernbert")
     with pytest.raises(ValueError, match="fused"):
-        eligible_parameters(model, suffixes=("attention.self.query", "intermediate.dense"))
-    assert list(eligible_parameters(model, suffixes=("attention.self.query", "attention.self.key",
+        eligible_parameters(model, roles=("attention.self.query", "intermediate.dense"))
+    assert list(eligible_parameters(model, roles=("attention.self.query", "attention.self.key",
                                                      "attention.self.value"))) == [
         f"model.layers.{i}.attn.Wqkv.weight" for i in range(2)]
 

@@ -15,12 +15,11 @@ from lottery.models import TINY_FAMILIES
 from lottery.pruning import load_pruned
 from pipeline import train
 from pipeline.config import SHARED_GLUE
-from pipeline.identity import finetune_settings
+from pipeline.identity import finetune_identity
 from pipeline.run import make_run
 from tests.helpers import compose_config, experiment_dir, finetune_dir, tiny_overrides
 
-pytestmark = pytest.mark.skipif(not (SHARED_GLUE / "RTE" / "train.tsv").is_file(),
-                                reason="needs the GLUE files in ../shared/data/glue")
+pytestmark = pytest.mark.real_glue("RTE")
 QUICK = ("tickets.retrain=false", "tickets.cost=false")
 
 
@@ -75,12 +74,12 @@ def test_a_full_run_on_a_grouped_query_decoder_retrains_and_costs_its_tickets(tm
 
 def test_the_tiny_models_family_is_part_of_the_fine_tunes_identity_except_for_bert(tmp_path, tiny_glue):
     bert = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte")))
-    assert bert.finetune_settings["model"] == {"name_or_path": None, "random_init": True}  # as before families
+    assert bert.finetune_identity["model"] == {"name_or_path": None, "random_init": True}  # as before families
     assert bert.identity_dir.parts[-3] == "tiny"
     roberta = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "model.family=roberta")))
-    assert roberta.finetune_settings["model"] == {"name_or_path": None, "random_init": True, "family": "roberta"}
+    assert roberta.finetune_identity["model"] == {"name_or_path": None, "random_init": True, "family": "roberta"}
     assert roberta.identity_dir.parts[-3] == "tiny_roberta" and roberta.finetune_dir.name != bert.finetune_dir.name
-    assert finetune_settings(roberta.cfg, roberta.task) == roberta.finetune_settings
+    assert finetune_identity(roberta.settings, roberta.task) == roberta.finetune_identity
 
 
 def test_an_unknown_tiny_family_is_a_config_error(tmp_path, tiny_glue):

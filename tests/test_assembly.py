@@ -70,7 +70,7 @@ def test_the_progress_bar_is_rich_in_a_terminal_and_plain_in_a_log(monkeypatch):
 
 def test_results_schema_round_trip_and_refusals(tmp_path):
     results = Results(model="m", task="rte", seed=1, mode="structured", variant="structured-paper", group="abc",
-                      settings={"seed": 1}, protocol={"name": "paper"}, unit="structured", label_prefix="s",
+                      settings={"seed": 1}, protocol={"name": "paper"}, pruning="structured", label_prefix="s",
                       figures=["bars"], metric="accuracy", table_metric="accuracy", metrics=["accuracy"],
                       num_layers=2, num_heads=4, full={"accuracy": 0.7}, majority_baseline={"accuracy": 0.5},
                       tickets={"good": Ticket(size_pct=50.0, size_pct_all=10.0, mask_file="tickets/good.json",

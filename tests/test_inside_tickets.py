@@ -57,9 +57,17 @@ def test_the_report_draws_patterns_evolution_and_cost(sweep):
     assert {"importance_evolution_tiny_structured-paper_rte_seed1.png", "importance_evolution_tiny_structured-paper_rte_seed2.png",
             "pattern_shares_tiny_structured-paper_rte.png", "pattern_examples_tiny_rte.png"} <= names
     shares = pd.read_csv(root / "report" / "patterns" / "shares_tiny_structured-paper_rte.csv")
-    every = shares[(shares["model_state"] == "fine-tuned") & (shares["heads"] == "all heads")].iloc[0]
-    assert every["n"] == 2 * 8  # both seeds' 8 heads
-    assert sum(every[t] for t in TYPES) == pytest.approx(1.0)
+    for state in ("pre-trained", "fine-tuned"):
+        part = shares[shares["model_state"] == state]
+        assert set(part["seed"]) == {"1", "2", "pooled"} and set(part["type"]) == set(TYPES)
+        for seed in ("1", "2"):
+            rows = part[part["seed"] == seed]
+            assert (rows["n_survivors"] + rows["n_pruned"] == 8).all()  # the tiny model's 8 heads
+            if 0 < rows["n_survivors"].iloc[0] < 8:
+                assert rows["survivors_share"].sum() == pytest.approx(1.0)
+                assert rows["pruned_share"].sum() == pytest.approx(1.0)
+    text = (root / "report" / "patterns" / "shares_tiny_structured-paper_rte.md").read_text()
+    assert "randomly initialised model, not a masked-language-model checkpoint" in text
     table = (root / "report" / "table.md").read_text()
     assert "| s-good speed-up, batch 64 |" in table and "speed-up = eval latency of the full model" in table
 
@@ -80,13 +88,14 @@ def test_example_grid_of_single_sentences_has_no_block_share(tmp_path):
     assert titles == ["L1 H1  v 0.90 d 0.00\nb - c 0.90", "L1 H2  v 0.10 d 0.80\nb - c 0.80"]
 
 
-def test_pattern_shares_by_hand(monkeypatch):
-    """Pre-trained types hold for every seed; fine-tuned ones only for the seeds classified."""
+def test_pattern_panels_by_hand(monkeypatch):
+    """Pre-trained types hold for every seed; fine-tuned ones only for the seeds classified; survivors
+    are compared with the pruned heads of the same seed."""
     from types import SimpleNamespace
 
     from lottery.report import patterns_section
 
-    masks = {1: [[1, 1, 0, 0]], 2: [[1, 0, 1, 0]], 3: [[1, 1, 1, 0]]}  # super-survivor: head 1 only
+    masks = {1: [[1, 1, 0, 0]], 2: [[1, 0, 1, 0]], 3: [[1, 1, 1, 0]]}
     tuned = {"task": "rte", "seed": 2, "recipe": {"lr": 1e-4}}
     group = [SimpleNamespace(results=SimpleNamespace(seed=seed, settings={**tuned, "seed": seed, "mode": "structured",
                                                                           "structured": {"split": "dev"}}))
@@ -96,19 +105,37 @@ def test_pattern_shares_by_hand(monkeypatch):
     pre = [["vertical", "diagonal", "block", "heterogeneous"]]
     patterns = {2: {"pretrained": {"types": pre}, "finetuned": {"types": [["block", "block", "vertical", "vertical"]]},
                     "finetune_settings": tuned}}
-    panels = patterns_section.shares(patterns, group)
-    assert panels["pre-trained"]["all heads"] == pre[0] * 3
-    assert panels["pre-trained"]["good survivors"] == ["vertical", "diagonal", "vertical", "block",
-                                                       "vertical", "diagonal", "block"]
-    assert panels["pre-trained"]["super-survivors"] == ["vertical"]
-    assert panels["fine-tuned"] == {"all heads": ["block", "block", "vertical", "vertical"],
-                                    "good survivors": ["block", "vertical"], "super-survivors": ["block"]}
-    table = patterns_section.shares_table(panels).set_index(["model_state", "heads"])
-    assert table.loc[("pre-trained", "good survivors"), "vertical"] == pytest.approx(3 / 7)
-    assert table.loc[("pre-trained", "good survivors"), "n"] == 7
+    found = patterns_section.panels(patterns, group)
+    assert found["pre-trained"][0] == [1, 2, 3] and found["pre-trained"][1] == [pre] * 3
+    assert found["fine-tuned"][0] == [2] and found["fine-tuned"][1] == [[["block", "block", "vertical", "vertical"]]]
+    table = patterns_section.contrast_table(patterns_section.contrasts(patterns, group, permutations=200))
+    table = table.set_index(["model_state", "seed", "type"])
+    # seed 2, fine-tuned: survivors = heads 1, 3 = {block, vertical}; pruned = heads 2, 4 = {block, vertical}
+    row = table.loc[("fine-tuned", 2, "block")]
+    assert (row["survivors_share"], row["pruned_share"], row["difference"]) == (0.5, 0.5, 0.0)
+    # seed 1, pre-trained: survivors {vertical, diagonal}, pruned {block, heterogeneous}
+    row = table.loc[("pre-trained", 1, "vertical")]
+    assert (row["survivors_share"], row["pruned_share"], row["n_survivors"], row["n_pruned"]) == (0.5, 0.0, 2, 2)
+    # seed 3 keeps 3 of 4: vertical 1/3 among survivors, 0 among the pruned (heterogeneous)
+    pooled = table.loc[("pre-trained", "pooled", "vertical")]
+    assert pooled["difference"] == pytest.approx(np.mean([0.5, 0.5, 1 / 3]))
     # Seed 2's patterns of another fine-tune (another learning rate) say nothing of its ticket's heads.
     patterns[2]["finetune_settings"] = {**tuned, "recipe": {"lr": 2e-5}}
-    assert set(patterns_section.shares(patterns, group)) == {"pre-trained"}
+    assert set(patterns_section.panels(patterns, group)) == {"pre-trained"}
+
+
+def test_pretraining_note_names_models_that_are_not_mlm_checkpoints():
+    from types import SimpleNamespace
+
+    from lottery.report.patterns_section import pretraining_note
+
+    minilm = SimpleNamespace(model="minilm", settings={"model": {"name_or_path": None, "random_init": False}})
+    assert "sentence-embedding model trained contrastively" in pretraining_note(minilm)
+    assert "not a masked-language-model checkpoint" in pretraining_note(minilm)
+    minilm.settings["model"]["random_init"] = True
+    assert "randomly initialised" in pretraining_note(minilm)
+    minilm.model, minilm.settings["model"] = "bert_base", {"name_or_path": "bert-base-uncased", "random_init": False}
+    assert pretraining_note(minilm) is None
 
 
 def _record(iteration, mask, importance, passed=True):

@@ -8,7 +8,6 @@ import torch
 from lottery.errors import CorruptFileError, NonFiniteError
 from lottery.magnitude import (
     MagnitudeSearch,
-    MaskShapeError,
     WeightMasks,
     bad_weight_ticket,
     eligible_parameters,
@@ -19,6 +18,7 @@ from lottery.magnitude import (
     snapshot_cpu,
     sparsity_report,
 )
+from lottery.masks import MaskShapeError
 from lottery.models import TinyBertSpec, tiny_bert
 
 
@@ -40,7 +40,7 @@ def test_eligible_parameters_follow_the_paper(tiny_model):
     assert "bert.encoder.layer.1.output.dense.bias" not in names
     assert not any(k in n for n in names for k in ("embeddings", "LayerNorm", "pooler", "classifier"))
     assert all(n.endswith("weight") for n in eligible_parameters(tiny_model, include_biases=False))
-    only_query = eligible_parameters(tiny_model, suffixes=("attention.self.query",))
+    only_query = eligible_parameters(tiny_model, roles=("attention.self.query",))
     assert list(only_query) == [f"bert.encoder.layer.{i}.attention.self.{k}" for i in (0, 1) for k in ("query.weight", "query.bias")]
 
 
@@ -241,9 +241,9 @@ def test_sparsity_report_counts_a_head_and_an_mlp(tiny_model):
 
 
 def test_fast_kth_value_is_exact_on_large_inputs_with_ties_and_aligned_patterns():
-    from lottery.magnitude import _EXACT_SELECTION_MAX, _kth_value
+    from lottery.magnitude.selection import EXACT_SELECTION_MAX, kth_value
 
-    n = _EXACT_SELECTION_MAX + 123_457
+    n = EXACT_SELECTION_MAX + 123_457
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 1000, (n,), generator=g).float()  # many ties
     scores[::7] = float("inf")
@@ -251,4 +251,4 @@ def test_fast_kth_value_is_exact_on_large_inputs_with_ties_and_aligned_patterns(
     aligned[:: n >> 20] = 0.0  # the strided sample sees only zeros: the bracket misses
     for values in (scores, aligned):
         for k in (1, n // 10, n // 2, n):
-            assert _kth_value(values, k) == torch.kthvalue(values, k).values, k
+            assert kth_value(values, k) == torch.kthvalue(values, k).values, k

@@ -107,8 +107,11 @@ def test_imp_under_ddp_sim_holds_identical_masks_on_both_ranks(tmp_path, tiny_gl
         return original(run, run_dir, module, job_type, [*(callbacks or []), RecordImpMasks(tmp_path)], **kwargs)
 
     monkeypatch.setattr(imp, "resumable_fit", with_recorder)
-    imp.imp_search(run, tmp_path / "imp")
+    summary = imp.imp_search(run, tmp_path / "imp")
     assert load_weight_masks(tmp_path / "rank0.npz") == load_weight_masks(tmp_path / "rank1.npz")
+    # the search as it ended in the spawned ranks, not this process's untouched callback
+    assert [record["step"] for record in summary.history] == [0, 1, 2] and summary.good_iteration == 2
+    assert load_weight_masks(tmp_path / "imp" / "good.npz") == load_weight_masks(tmp_path / "rank0.npz")
 
 
 def test_a_deleted_good_mask_of_a_finished_search_redoes_the_search(finished, tiny_glue, caplog):

@@ -282,3 +282,59 @@ def test_new_modules_import_without_lightning_hydra_wandb_or_pyplot():
             f"print([m for m in {forbidden!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------ survivors against pruned heads
+
+def test_survivor_contrast_by_hand():
+    from lottery.patterns_stats import survivor_type_contrast
+
+    types = [[["vertical", "vertical", "block", "block"]]]
+    contrast = survivor_type_contrast(types, [[[1, 1, 0, 0]]], permutations=6000)
+    vertical, block, diagonal = (TYPES.index(t) for t in ("vertical", "block", "diagonal"))
+    assert contrast.survivors_share[0, vertical] == 1.0 and contrast.pruned_share[0, vertical] == 0.0
+    assert contrast.difference[0, vertical] == 1.0 and contrast.difference[0, block] == -1.0
+    # 2 of 4 heads at random: both vertical ones in 1 of the 6 pairs, both block ones in 1: |d| = 1 w.p. 1/3
+    assert contrast.p[0, vertical] == pytest.approx(1 / 3, abs=0.02)
+    assert contrast.p[0, diagonal] == 1.0  # no diagonal head: the difference is always 0
+    assert (contrast.null_low[0, vertical], contrast.null_high[0, vertical]) == (-1.0, 1.0)
+
+
+def test_pooled_contrast_counts_a_recurring_head_once():
+    """Two seeds with the same mask over the same pre-trained heads carry no more evidence than one:
+    the pooled null permutes the heads once for both seeds. (Independent permutations per seed would
+    give p = 2 * (1/6)^2 = 1/18.)"""
+    from lottery.patterns_stats import survivor_type_contrast
+
+    types = [["vertical", "vertical", "block", "block"]]
+    mask = [[1, 1, 0, 0]]
+    contrast = survivor_type_contrast([types, types], [mask, mask], seeds=[1, 2], permutations=6000)
+    vertical = TYPES.index("vertical")
+    assert contrast.pooled_difference[vertical] == 1.0
+    assert contrast.pooled_p[vertical] == pytest.approx(1 / 3, abs=0.02)
+    assert contrast.seeds == [1, 2] and contrast.kept.tolist() == [2, 2]
+
+
+def test_survivor_contrast_skips_seeds_that_keep_every_head_and_checks_input():
+    from lottery.patterns_stats import survivor_type_contrast
+
+    types = [["vertical", "block", "block", "diagonal"]]
+    contrast = survivor_type_contrast([types, types], [[[1, 1, 1, 1]], [[1, 0, 0, 1]]], permutations=50)
+    assert np.isnan(contrast.difference[0]).all() and not np.isnan(contrast.difference[1]).any()
+    np.testing.assert_allclose(contrast.pooled_difference, contrast.difference[1])
+    with pytest.raises(PatternError, match="unknown attention pattern type"):
+        survivor_type_contrast([[["vertical", "spiral"]]], [[[1, 0]]])
+    with pytest.raises(PatternError, match="one type grid per mask"):
+        survivor_type_contrast([types], [[[1, 0, 0, 1]], [[1, 0, 0, 1]]])
+
+
+def test_type_contrast_figure_draws_both_panels():
+    from lottery.patterns_figures import type_contrast_figure
+    from lottery.patterns_stats import survivor_type_contrast
+
+    types = [["vertical", "vertical", "block", "heterogeneous"]]
+    contrast = survivor_type_contrast([types], [[[1, 0, 1, 0]]], permutations=20)
+    figure = type_contrast_figure({"pre-trained": contrast, "fine-tuned": contrast}, title="t", note="a note")
+    assert isinstance(figure, Figure) and len(figure.axes) == 4
+    with pytest.raises(PatternError):
+        type_contrast_figure({})

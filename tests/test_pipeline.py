@@ -117,5 +117,5 @@ def test_how_a_run_executes_is_part_of_the_fine_tune_identity(tmp_path, tiny_glu
     single, ddp = folder(), folder("trainer=ddp_sim")
     assert single != ddp and ddp != folder("trainer=ddp_sim", "trainer.devices=3")
     assert single != folder("trainer.precision=bf16-mixed")
-    settings = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "trainer=ddp_sim"))).finetune_settings
+    settings = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "trainer=ddp_sim"))).finetune_identity
     assert settings["execution"] == {"accelerator": "cpu", "world_size": 2, "strategy": "DDPStrategy"}

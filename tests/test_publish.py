@@ -24,7 +24,7 @@ def test_every_retrained_ticket_has_a_model_card(ticket):
     folder, results = ticket
     card = (folder / "README.md").read_text()
     good = results["tickets"]["good"]
-    assert card.startswith("---\nlibrary_name: transformers")
+    assert card.startswith("---\n") and "\nlibrary_name: transformers\n" in card
     assert f"{good['heads_kept']}/{good['heads_total']} attention heads" in card
     assert f"{good['size_pct_all']:.1f}% of the full model's parameters" in card
     assert f"| full model (fine-tuned) | {results['full']['accuracy']:.4f} |" in card
@@ -113,6 +113,7 @@ def test_publish_refuses_what_the_hub_could_not_load(tmp_path, ticket):
         check_folder(tmp_path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("family", ["bert", "distilbert", "modernbert", "qwen2"])
 def test_a_pruned_ticket_loads_with_plain_transformers_where_the_project_cannot_be_imported(tmp_path, family):
     import subprocess

@@ -1,5 +1,6 @@
-"""The sweep report on a fake sweep: 2 tasks x {structured paper, structured clean, magnitude} x 3
-seeds of a 6x12 model, written through the results schema."""
+"""The sweep report on a fake sweep: 2 tasks x {structured paper, structured clean, structured paper
+with one protocol key flipped, magnitude} x 3 seeds of a 6x12 model, written through the results
+schema; every agreement figure beside its chance level, the table's claims tested across seeds."""
 
 import json
 import os
@@ -11,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lottery import stability
 from lottery.report import NoResultsError, write_report
 from lottery.report.__main__ import main
-from lottery.report.agreement import STABILITY_COLUMNS
+from lottery.report.agreement import STABILITY_COLUMNS, protocol_differences
 from lottery.report.discover import discover, group_runs
-from lottery.report.tables import TABLE_COLUMNS, markdown_tables, summary_table
+from lottery.report.tables import DIFFERENCE_COLUMNS, TABLE_COLUMNS, markdown_tables, summary_table
 from lottery.schema import Results, Ticket, write_results
 
 LAYERS, HEADS = 6, 12
@@ -24,11 +26,16 @@ TASKS = {"stsb": ("pearson_spearman", "pearson", ["pearson", "spearman", "pearso
          "rte": ("accuracy", "accuracy", ["accuracy"])}
 # The structured (paper) stsb good-ticket retrained Pearson, so that one cell can be checked by hand.
 STSB_GOOD_RETRAINED = {1337: 0.70, 42: 0.76, 86: 0.82}
-VARIANTS = {  # variant -> (mode, protocol, group hash)
-    "structured-paper": ("structured", "paper", "aaaa0001"),
-    "structured-clean": ("structured", "clean", "aaaa0002"),
-    "magnitude-paper": ("magnitude", "paper", "aaaa0003"),
+PAPER_KEYS = {"accumulate": "running", "phase_change": "failed", "sampling": "bernoulli"}
+CLEAN_KEYS = {"accumulate": "per_batch", "phase_change": "passing", "sampling": "exact"}
+VARIANTS = {  # variant -> (mode, protocol name, group hash, protocol keys)
+    "structured-paper": ("structured", "paper", "aaaa0001", PAPER_KEYS),
+    "structured-clean": ("structured", "clean", "aaaa0002", CLEAN_KEYS),
+    # paper with one key flipped (what +sweep=protocol_keys runs): labelled custom
+    "structured-custom": ("structured", "custom", "aaaa0004", {**PAPER_KEYS, "accumulate": "per_batch"}),
+    "magnitude-paper": ("magnitude", "paper", "aaaa0003", {"magnitude_exit": "previous"}),
 }
+STRUCTURED_VARIANTS = [v for v, (mode, *_) in VARIANTS.items() if mode == "structured"]
 STRUCTURED_FIGURES = ["bars", "structured_heatmap", "stability", "super_tickets", "task_overlap"]
 
 
@@ -56,7 +63,7 @@ def _magnitude_ticket(rng, metrics, level):
 
 
 def _result(rng, task, variant, seed, settings_extra=None):
-    mode, protocol, group = VARIANTS[variant]
+    mode, protocol, group, keys = VARIANTS[variant]
     metric, table_metric, metrics = TASKS[task]
     full = 0.85 if task == "stsb" else 0.65
     levels = {"good": full * 0.93, "random": full * 0.6, "bad": full * 0.4}
@@ -68,15 +75,22 @@ def _result(rng, task, variant, seed, settings_extra=None):
         tickets["good"].retrained["pearson"] = STSB_GOOD_RETRAINED[seed]
     if mode == "magnitude" and task == "rte":
         tickets["random"].pruned = None  # not run: the table shows "-"
-    keys = {"accumulate": "running" if protocol == "paper" else "per_batch"} if mode == "structured" else {}
-    settings = {"task": task, "seed": seed, "mode": mode, "recipe": {"lr": 5e-5},
-                mode: {"search": {"phase_change": "failed" if protocol == "paper" else "passing"},
-                       "importance": {"name": "michel", **keys}}, **(settings_extra or {})}
+    if mode == "structured":  # where the pipeline records each key among the mode's settings
+        mode_settings = {"search": {"phase_change": keys["phase_change"], "threshold": 0.9},
+                         "importance": {"name": "michel", "accumulate": keys["accumulate"]}, "sampling": keys["sampling"]}
+    else:
+        mode_settings = {"exit_mask": keys["magnitude_exit"], "fraction": 0.1}
+    settings = {"task": task, "seed": seed, "mode": mode, "recipe": {"lr": 5e-5}, mode: mode_settings,
+                **(settings_extra or {})}
+    preset = "paper" if protocol == "custom" else protocol
+    differs = sorted(k for k, v in keys.items() if PAPER_KEYS.get(k, v) != v) if protocol == "custom" else []
     return Results(
         model="minilm", task=task, seed=seed, mode=mode, variant=variant, group=group, settings=settings,
-        protocol={"name": protocol, "preset": protocol, "keys": keys, "differs_from_preset": []},
-        unit="structured" if mode == "structured" else "weights", label_prefix=mode[0],
-        figures=STRUCTURED_FIGURES if mode == "structured" else ["bars", "magnitude_heatmap"],
+        protocol={"name": protocol, "preset": preset, "keys": keys, "differs_from_preset": differs},
+        pruning="structured" if mode == "structured" else "weights", label_prefix=mode[0],
+        # (the flipped run draws its stability only: fewer figures keep the test fast)
+        figures=(["stability"] if protocol == "custom" else STRUCTURED_FIGURES) if mode == "structured"
+        else ["bars", "magnitude_heatmap"],
         metric=metric, table_metric=table_metric, metrics=metrics, num_layers=LAYERS, num_heads=HEADS,
         full=_scores(rng, metrics, full), majority_baseline={m: (0.0 if task == "stsb" else 0.527) for m in metrics},
         search={"full_score": full}, tickets=tickets,
@@ -128,23 +142,26 @@ def _good_masks(sweep, task, variant="structured-paper", component="head_mask"):
 def test_every_file_is_written(sweep, written):
     out = sweep / "report"
     expected = [out / name for name in ("table.md", "table.csv", "table.tex", "stability.csv", "stability.md",
-                                        "protocol_comparison.csv", "protocol_comparison.md")]
+                                        "protocol_comparison.csv", "protocol_comparison.md", "differences.csv",
+                                        "differences.md")]
     for task in TASKS:
-        for variant, (mode, _, _) in VARIANTS.items():
+        for variant, (mode, protocol, _, _) in VARIANTS.items():
+            if protocol == "custom":
+                continue
             kinds = ("bars", "structured_heatmap") if mode == "structured" else ("bars", "magnitude_heatmap")
             for kind in kinds:
                 expected += [out / "figures" / f"{kind}_minilm_{variant}_{task}.{ext}" for ext in ("png", "pdf")]
             if mode == "structured":
                 expected += [out / "super" / "minilm" / task / variant / f"super_{k}.json"
                              for k in ("good", "random", "bad")]
-    expected.append(out / "super" / "summary.csv")
+    expected += [out / "super" / "summary.csv", out / "super" / "summary.md"]
     for variant in ("structured-paper", "structured-clean"):
         name = f"minilm_{variant}"
         for component in ("heads", "mlps"):
-            expected += [out / "overlap" / f"counts_{component}_{name}.csv",
-                         out / "overlap" / f"counts_{component}_{name}_std.csv"]
+            expected += [out / "overlap" / f"counts_{component}_{name}{suffix}.csv" for suffix in ("", "_std", "_vs_chance")]
             expected += [out / "figures" / f"overlap_{component}_{name}.{ext}" for ext in ("png", "pdf")]
-        expected.append(out / "overlap" / f"jaccard_super_heads_{name}.csv")
+        expected += [out / "overlap" / f"jaccard_super_heads_{name}{suffix}.csv" for suffix in ("", "_vs_chance")]
+        expected.append(out / "overlap" / f"overlap_{name}.md")
         expected += [out / "figures" / f"overlap_jaccard_super_heads_{name}.{ext}" for ext in ("png", "pdf")]
     assert sorted(written) == sorted(expected)
     for path in expected:
@@ -163,11 +180,15 @@ def test_table_cell_matches_hand_computation(sweep, written):
     assert cell["mean"].item() == pytest.approx(0.76)
     assert cell["std"].item() == pytest.approx(0.06)
     assert cell["n"].item() == 3 and cell["metric"].item() == "pearson"  # the paper's table shows STS-B Pearson
+    # 95% t-interval: 0.76 -+ t(0.975, 2) * 0.06 / sqrt(3), t(0.975, 2) = 4.302653
+    half = 4.302653 * 0.06 / np.sqrt(3)
+    assert (cell["ci_low"].item(), cell["ci_high"].item()) == pytest.approx((0.76 - half, 0.76 + half))
     markdown = (sweep / "report" / "table.md").read_text()
-    assert "| s-good re | 0.760 ± 0.060 |" in markdown
+    assert "| s-good re | 0.760 ± 0.060 [0.611, 0.909] |" in markdown
+    assert "| majority | 0.000 ± 0.000 |" in markdown  # sizes, costs and the baseline: no interval
     magnitude = markdown.split("## minilm — magnitude-paper")[1]
     assert "| m-random pr |" in magnitude and magnitude.split("m-random pr |")[1].split("|")[1].strip() == "-"
-    assert r"0.760 $\pm$ 0.060" in (sweep / "report" / "table.tex").read_text()
+    assert r"0.760 $\pm$ 0.060 [0.611, 0.909]" in (sweep / "report" / "table.tex").read_text()
     assert "size % (paper) = kept non-embedding parameters / all parameters" in markdown
 
 
@@ -201,11 +222,22 @@ def test_stability_table(sweep, written):
     frame = pd.read_csv(sweep / "report" / "stability.csv")
     assert list(frame.columns) == STABILITY_COLUMNS
     assert set(zip(frame["variant"], frame["task"], frame["component"])) == {
-        (v, t, c) for v in ("structured-paper", "structured-clean") for t in TASKS for c in ("heads", "mlps")}
+        (v, t, c) for v in STRUCTURED_VARIANTS for t in TASKS for c in ("heads", "mlps")}
     heads = frame[(frame["variant"] == "structured-paper") & (frame["task"] == "stsb") & (frame["component"] == "heads")]
     masks = _good_masks(sweep, "stsb")
     assert heads["n_seeds"].item() == 3 and heads["n_elements"].item() == LAYERS * HEADS
     assert heads["iou"].item() == pytest.approx(masks.all(axis=0).sum() / masks.any(axis=0).sum())
+    # every figure beside its chance level: random masks of each seed's size
+    sizes = masks.sum(axis=1)
+    chance = np.mean([stability.chance_jaccard(sizes[i], sizes[j], LAYERS * HEADS) for i, j in ((0, 1), (0, 2), (1, 2))])
+    assert heads["mean_jaccard"].item() == pytest.approx(stability.mean_pairwise_jaccard(masks))
+    assert heads["jaccard_chance"].item() == pytest.approx(chance)
+    assert heads["jaccard_excess"].item() == pytest.approx(heads["mean_jaccard"].item() - chance)
+    assert heads["kept_in_all_chance"].item() == pytest.approx(LAYERS * HEADS * np.prod(sizes / (LAYERS * HEADS)))
+    for column in ("jaccard_p", "iou_p", "kept_in_all_p", "alpha_p"):
+        assert (frame[column].between(1 / 10_001, 1.0)).all(), column
+    text = (sweep / "report" / "stability.md").read_text()
+    assert f"{heads['mean_jaccard'].item():.2f} ({chance:.2f}; p " in text and "p/(2-p)" in text
 
 
 def test_task_overlap_counts_by_hand(sweep, written):
@@ -213,17 +245,116 @@ def test_task_overlap_counts_by_hand(sweep, written):
     rte, stsb = _good_masks(sweep, "rte"), _good_masks(sweep, "stsb")
     assert counts.loc["rte", "stsb"] == pytest.approx(np.mean([(rte[i] & stsb[i]).sum() for i in range(3)]))
     assert counts.loc["rte", "rte"] == pytest.approx(rte.sum(axis=1).mean())  # the diagonal: heads kept
+    vs = pd.read_csv(sweep / "report" / "overlap" / "counts_heads_minilm_structured-paper_vs_chance.csv")
+    cell = vs[(vs["task_a"] == "rte") & (vs["task_b"] == "stsb")].iloc[0]
+    assert cell["observed"] == pytest.approx(counts.loc["rte", "stsb"])
+    # expected shared heads per seed = kept_rte * kept_stsb / n
+    assert cell["chance"] == pytest.approx(np.mean(rte.sum(axis=1) * stsb.sum(axis=1) / (LAYERS * HEADS)))
+    assert cell["excess"] == pytest.approx(cell["observed"] - cell["chance"]) and 0 < cell["p"] <= 1
+    text = (sweep / "report" / "overlap" / "overlap_minilm_structured-paper.md").read_text()
+    assert f"{cell['observed']:.1f} ({cell['chance']:.1f}; p " in text
+    jaccard = pd.read_csv(sweep / "report" / "overlap" / "jaccard_super_heads_minilm_structured-paper_vs_chance.csv")
+    cell = jaccard[(jaccard["task_a"] == "rte") & (jaccard["task_b"] == "stsb")].iloc[0]
+    kept = rte.all(axis=0).sum(), stsb.all(axis=0).sum()
+    assert cell["chance"] == pytest.approx(stability.chance_jaccard(*kept, LAYERS * HEADS))
+
+
+def test_super_survivors_beside_chance(sweep, written):
+    summary = pd.read_csv(sweep / "report" / "super" / "summary.csv")
+    row = summary[(summary["variant"] == "structured-paper") & (summary["task"] == "rte")
+                  & (summary["component"] == "heads")].iloc[0]
+    masks = _good_masks(sweep, "rte")
+    n = LAYERS * HEADS
+    assert row["kept_in_all_observed"] == masks.all(axis=0).sum() == row["super_good"]
+    assert row["kept_in_all_chance"] == pytest.approx(n * np.prod(masks.sum(axis=1) / n))
+    assert row["pruned_in_all_chance"] == pytest.approx(n * np.prod(1 - masks.sum(axis=1) / n))
+    assert "n x prod(kept_i / n)" in (sweep / "report" / "super" / "summary.md").read_text()
+
+
+def _table_values(sweep, task, variant, ticket, evaluation):
+    metric = TASKS[task][1]
+    return [json.loads((_folder(sweep, task, variant, seed) / "results.json").read_text())["tickets"][ticket][evaluation][metric]
+            for seed in SEEDS]
+
+
+def test_differences_are_paired_by_seed(sweep, written):
+    frame = pd.read_csv(sweep / "report" / "differences.csv")
+    assert list(frame.columns) == DIFFERENCE_COLUMNS
+    assert set(frame["comparison"]) == {"good - random", "good - bad"} and set(frame["eval"]) == {"pruned", "retrained"}
+    assert "structured-custom" not in set(frame["variant"])  # it draws no bars
+    row = frame[(frame["variant"] == "structured-paper") & (frame["task"] == "stsb") & (frame["eval"] == "retrained")
+                & (frame["comparison"] == "good - random")].iloc[0]
+    d = np.subtract(_table_values(sweep, "stsb", "structured-paper", "good", "retrained"),
+                    _table_values(sweep, "stsb", "structured-paper", "random", "retrained"))
+    assert row["mean_diff"] == pytest.approx(d.mean()) and row["std_diff"] == pytest.approx(d.std(ddof=1))
+    assert row["seeds_good_higher"] == (d > 0).sum() == 3
+    # 3 seeds, good higher in each: 1 of the 8 sign patterns has a sum as large (2 of 8 two-sided)
+    assert (row["p_one_sided"], row["p_two_sided"]) == (1 / 8, 2 / 8)
+    assert (row["smallest_p_one_sided"], row["smallest_p_two_sided"]) == (1 / 8, 2 / 8)
+    rte = frame[(frame["variant"] == "magnitude-paper") & (frame["task"] == "rte")]
+    assert set(rte["comparison"] + " " + rte["eval"]) == {"good - bad pruned", "good - random retrained",
+                                                         "good - bad retrained"}  # random pruned was not run
+    text = (sweep / "report" / "differences.md").read_text()
+    assert "2/32 = 0.0625 two-sided: no two-sided test of 5 seeds can reach 0.05" in text
+    assert "3 seeds: two-sided 0.25, one-sided 0.125" in text
+    assert "- good > random, pruned: not supported at 0.05 one-sided on any task" in text
 
 
 def test_protocol_comparison_by_hand(sweep, written):
     frame = pd.read_csv(sweep / "report" / "protocol_comparison.csv")
-    assert set(frame["first"]) == {"structured-paper"} and set(frame["second"]) == {"structured-clean"}
-    row = frame[(frame["task"] == "stsb") & (frame["seed"] == 42)].iloc[0]
+    assert set(frame["first"]) == {"structured-paper"}
+    assert set(zip(frame["second"], frame["keys"])) == {("structured-clean", "accumulate,phase_change,sampling"),
+                                                       ("structured-custom", "accumulate")}
+    row = frame[(frame["task"] == "stsb") & (frame["seed"] == 42) & (frame["second"] == "structured-clean")].iloc[0]
     paper, clean = _good_masks(sweep, "stsb")[1], _good_masks(sweep, "stsb", "structured-clean")[1]
     assert row["heads_jaccard"] == pytest.approx((paper & clean).sum() / (paper | clean).sum())
+    assert row["heads_chance"] == pytest.approx(stability.chance_jaccard(paper.sum(), clean.sum(), LAYERS * HEADS))
+    assert row["heads_noise_first"] == pytest.approx(stability.mean_pairwise_jaccard(_good_masks(sweep, "stsb")))
+    assert row["heads_noise_second"] == pytest.approx(
+        stability.mean_pairwise_jaccard(_good_masks(sweep, "stsb", "structured-clean")))
     text = (sweep / "report" / "protocol_comparison.md").read_text()
+    single, several = text.split("## One protocol key flipped from a preset")[1].split("## Several keys at once")
+    assert "minilm / stsb / structured-paper vs structured-custom / accumulate: running -> per_batch" in single
+    assert "structured-clean" not in single and "phase_change: failed -> passing" in several
+    custom = frame[(frame["task"] == "rte") & (frame["second"] == "structured-custom")]
+    pooled = stability.paired_jaccard_vs_chance(
+        list(zip(_good_masks(sweep, "rte"), _good_masks(sweep, "rte", "structured-custom"))), 10_000, 0)
+    assert custom["heads_jaccard"].mean() == pytest.approx(pooled["observed"])
+    assert f"{pooled['observed']:.2f} (chance {pooled['chance']:.2f}, {pooled['excess']:+.2f}, p " in single
     assert "## minilm stsb: structured-paper vs structured-clean" in text and "| good retrained |" in text
     assert "nan" not in text  # a single seed's Jaccard is shown without a spread
+
+
+def test_protocol_differences_need_every_other_setting_equal():
+    rng = np.random.default_rng(4)
+    paper, custom = (_result(rng, "rte", variant, 1) for variant in ("structured-paper", "structured-custom"))
+    assert protocol_differences(paper, custom) == ("accumulate",)
+    assert protocol_differences(paper, _result(rng, "rte", "structured-paper", 2)) == ()  # another seed only
+    custom.settings["recipe"]["lr"] = 1e-4  # another fine-tune: not a protocol comparison
+    assert protocol_differences(paper, custom) is None
+    custom = _result(rng, "rte", "structured-custom", 1)
+    custom.settings["structured"]["search"]["threshold"] = 0.8
+    assert protocol_differences(paper, custom) is None
+    # a setting that changes like no protocol key does (here: the key's values disagree with the settings)
+    custom = _result(rng, "rte", "structured-custom", 1)
+    custom.protocol["keys"]["accumulate"] = "something_else"
+    assert protocol_differences(paper, custom) is None
+
+
+def test_text_outputs_are_deterministic(sweep, written, tmp_path):
+    from lottery.report.agreement import protocol_comparison
+    from lottery.report.sections import write_differences, write_stability
+
+    groups = group_runs(discover(sweep, exclude=sweep / "report").runs)
+    summary = summary_table(groups)
+    structured = {k: g for k, g in groups.items() if "stability" in g[0].results.figures}
+    for out in (tmp_path / "a", tmp_path / "b"):
+        write_stability(structured, out, 0)
+        write_differences(groups, out, 0)
+        (out / "protocol.md").write_text(protocol_comparison(groups, summary)[1])
+    for name in ("stability.csv", "stability.md", "differences.csv", "differences.md", "protocol.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / "stability.csv").read_bytes() == (sweep / "report" / "stability.csv").read_bytes()
 
 
 def test_a_bad_file_is_skipped_and_listed(sweep, written, tmp_path, capsys):
@@ -395,3 +526,23 @@ def test_out_never_replaces_a_folder_of_other_files(tmp_path, capsys):
     (out / "stale.csv").write_text("from an older report")
     assert main([str(root), "--out", str(out)]) == 0  # an earlier report is replaced whole
     assert (out / "table.md").is_file() and not (out / "stale.csv").exists()
+
+
+def test_heatmaps_hatch_cells_not_above_chance(sweep, written):
+    from lottery.report import figures
+
+    def hatched(figure):
+        return sum(1 for ax in figure.axes for patch in ax.patches if patch.get_hatch())
+
+    matrix = np.array([[1.0, 0.6, 0.2], [0.6, 1.0, 0.3], [0.2, 0.3, 1.0]])
+    p = np.array([[np.nan, 0.001, 0.5], [0.001, np.nan, 0.05], [0.5, 0.05, np.nan]])
+    figure = figures.overlap_heatmap("m", "v", ["a", "b", "c"], matrix, np.full((3, 3), 0.3), p)
+    assert hatched(figure) == 4  # (a, c), (b, c) and their mirrors; the diagonal has no test
+    assert any("not above chance" in text.get_text() for legend in figure.legends for text in legend.get_texts())
+    counts = figures.overlap_counts_heatmap("m", "v", "heads", ["a", "b", "c"], matrix * 40, np.zeros((3, 3)),
+                                            np.full((3, 3), 10.0), p)
+    assert hatched(counts) == 4
+    # 3 seeds of ~70% survival: no head survives more often than chance at 0.05, so every cell is hatched
+    group = group_runs(discover(sweep, exclude=sweep / "report").runs)[("minilm", "structured-paper", "rte")]
+    heatmap = figures.structured_heatmap("minilm", "structured-paper", "rte", group)
+    assert hatched(heatmap) == LAYERS * HEADS + LAYERS

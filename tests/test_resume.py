@@ -23,8 +23,7 @@ import torch
 from pipeline.config import SHARED_GLUE
 from tests.helpers import ROOT
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not (SHARED_GLUE / "SST-2").is_dir(), reason=f"real GLUE not found at {SHARED_GLUE}")]
+pytestmark = [pytest.mark.e2e, pytest.mark.real_glue("SST-2")]
 
 # tickets.cost=false: latency is a measurement, never the same twice; everything else must be.
 # 640 examples in batches of 32: 20 steps an epoch (10 per rank under DDP), a checkpoint every 5.

@@ -122,7 +122,7 @@ def test_ties_broken_by_flat_index():
 
 
 def test_6x12_masks_7_heads_per_step():
-    search = StructuredSearch(6, 12, SearchConfig(mode="heads"))
+    search = StructuredSearch(6, 12, SearchConfig(target="heads"))
     assert [(p.head_step, p.mlp_step) for p in search.phases] == [(7, 0)]
     search.report(_importance((6, 12), 0), _importance((6,), 0), 0.8)
     head, mlp = search.current_mask()
@@ -130,7 +130,7 @@ def test_6x12_masks_7_heads_per_step():
 
 
 def test_heads_mode_prunes_heads_only_and_stops_on_failure():
-    search = StructuredSearch(12, 12, SearchConfig(mode="heads"))
+    search = StructuredSearch(12, 12, SearchConfig(target="heads"))
     search.report(_importance((12, 12), 0), _importance((12,), 0), 0.8)
     search.report(_importance((12, 12), 1), _importance((12,), 1), 0.8)
     head, mlp = search.current_mask()
@@ -140,7 +140,7 @@ def test_heads_mode_prunes_heads_only_and_stops_on_failure():
 
 
 def test_mlps_mode_prunes_mlps_only_until_none_left():
-    search = StructuredSearch(3, 4, SearchConfig(mode="mlps"))
+    search = StructuredSearch(3, 4, SearchConfig(target="mlps"))
     imp = torch.tensor([0.5, 0.1, 0.9])
     search.report(torch.zeros(3, 4), imp, 1.0)
     order = []
@@ -182,7 +182,7 @@ def test_a_half_step_of_zero_heads_is_no_phase():
 
 
 def test_score_exactly_at_threshold_passes():
-    search = StructuredSearch(2, 4, SearchConfig(mode="heads", threshold=0.9))
+    search = StructuredSearch(2, 4, SearchConfig(target="heads", threshold=0.9))
     imp = _importance((2, 4), 0)
     search.report(imp, torch.zeros(2), 0.8)  # bar 0.9 * 0.8, a float just above 0.72
     search.report(imp, torch.zeros(2), 0.72)
@@ -192,7 +192,7 @@ def test_score_exactly_at_threshold_passes():
 
 
 def test_negative_full_score_bar_is_threshold_times_full():
-    search = StructuredSearch(2, 4, SearchConfig(mode="heads"))
+    search = StructuredSearch(2, 4, SearchConfig(target="heads"))
     imp = _importance((2, 4), 0)
     search.report(imp, torch.zeros(2), -0.1)
     assert search.history[0].passed and search.threshold_score == pytest.approx(-0.09)
@@ -239,7 +239,7 @@ def test_load_state_dict_rejects_other_rules():
     search.report(_importance((12, 12), 0), _importance((12,), 0), 1.0)
     state = search.state_dict()
     with pytest.raises(ValueError, match="phases"):
-        StructuredSearch(12, 12, SearchConfig(mode="heads")).load_state_dict(state)
+        StructuredSearch(12, 12, SearchConfig(target="heads")).load_state_dict(state)
     with pytest.raises(ValueError, match="phase_change"):
         StructuredSearch(12, 12, SearchConfig(phase_change="passing")).load_state_dict(state)
     with pytest.raises(ValueError, match="6x12"):
@@ -249,7 +249,7 @@ def test_load_state_dict_rejects_other_rules():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"mode": "attention"},
+        {"target": "attention"},
         {"threshold": 0.0},
         {"threshold": 1.5},
         {"threshold": -0.9},
@@ -259,8 +259,8 @@ def test_load_state_dict_rejects_other_rules():
         {"schedule": []},
         {"schedule": [(0, 0)]},
         {"schedule": [(7, -1)]},
-        {"mode": "heads", "schedule": [(7, 1)]},
-        {"mode": "mlps", "schedule": [(7, 0)]},
+        {"target": "heads", "schedule": [(7, 1)]},
+        {"target": "mlps", "schedule": [(7, 0)]},
         {"phase_change": "never"},
     ],
 )

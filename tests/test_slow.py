@@ -15,7 +15,7 @@ from tests.helpers import compose_config, finetune_dir
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED_GLUE / "RTE").is_dir(), reason=f"real GLUE not found at {SHARED_GLUE}"),
+    pytest.mark.real_glue("RTE", "STS-B"),
 ]
 
 

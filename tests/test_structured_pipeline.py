@@ -127,8 +127,8 @@ def test_ddp_sim_search_gives_the_same_masks_on_both_ranks_and_as_one_process(fi
     good = json.loads((tmp_path / "ddp" / "good.json").read_text())
     assert good["head_mask"] == results["tickets"]["good"]["head_mask"]
     assert good["mlp_mask"] == results["tickets"]["good"]["mlp_mask"]
-    assert summary["full_score"] == pytest.approx(results["search"]["full_score"], abs=1e-5)
-    assert summary["good_iteration"] == results["search"]["good_iteration"]
+    assert summary.full_score == pytest.approx(results["search"]["full_score"], abs=1e-5)
+    assert summary.good_iteration == results["search"]["good_iteration"]
 
 
 def test_wandb_offline_gets_the_results_table_and_mask_artifact(finished, tiny_glue, monkeypatch):

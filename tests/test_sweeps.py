@@ -25,6 +25,7 @@ def _tail(proc, n: int = 4000) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-n:]}\n--- stderr\n{proc.stderr[-n:]}"
 
 
+@pytest.mark.e2e
 def test_smoke_sweep_runs_every_job_and_the_report_reads_them(tmp_path, tiny_glue):
     root = tmp_path / "out"
     proc = run_cli(["-m", "+sweep=smoke", "seed=1", f"data.glue_dir={tiny_glue}", f"paths.root={root}"],
@@ -49,6 +50,7 @@ def test_smoke_sweep_runs_every_job_and_the_report_reads_them(tmp_path, tiny_glu
     assert list((root / "report" / "figures").glob("*.png"))
 
 
+@pytest.mark.e2e
 def test_a_sweep_killed_midway_redoes_only_its_unfinished_jobs(tmp_path, tiny_glue):
     root = tmp_path / "out"
     args = ["-m", "experiment=finetune", "task=rte", "seed=1,2", *SHORT, f"data.glue_dir={tiny_glue}",
@@ -85,6 +87,7 @@ def test_a_sweep_killed_midway_redoes_only_its_unfinished_jobs(tmp_path, tiny_gl
     assert done(second)  # the unfinished one did its work
 
 
+@pytest.mark.e2e
 def test_a_failing_job_fails_the_sweep_and_the_others_finish(tmp_path, tiny_glue):
     glue = tmp_path / "glue"
     shutil.copytree(tiny_glue, glue)

@@ -18,7 +18,7 @@ def _good(kept_heads, kept_mlps, seed=0):
 
 def test_random_exact_has_good_counts():
     good_head, good_mlp = _good(80, 9)
-    head, mlp = random_ticket(good_head, good_mlp, seed=3, sampling="exact", mode="heads_mlps")
+    head, mlp = random_ticket(good_head, good_mlp, seed=3, sampling="exact", target="heads_mlps")
     assert head.shape == (12, 12) and mlp.shape == (12,)
     assert int(head.sum()) == 80 and int(mlp.sum()) == 9
     assert set(head.unique().tolist()) <= {0.0, 1.0}
@@ -48,9 +48,9 @@ def test_bernoulli_draws_are_not_redrawn_even_when_they_keep_no_head():
 def test_random_leaves_unpruned_kind_whole():
     good_head, good_mlp = _good(80, 9)
     for sampling in ("exact", "bernoulli"):
-        head, mlp = random_ticket(good_head, torch.ones(12), seed=1, sampling=sampling, mode="heads")
+        head, mlp = random_ticket(good_head, torch.ones(12), seed=1, sampling=sampling, target="heads")
         assert mlp.all() and not head.all()
-        head, mlp = random_ticket(torch.ones(12, 12), good_mlp, seed=1, sampling=sampling, mode="mlps")
+        head, mlp = random_ticket(torch.ones(12, 12), good_mlp, seed=1, sampling=sampling, target="mlps")
         assert head.all() and int(mlp.sum()) <= 12
 
 
@@ -68,8 +68,8 @@ def test_invalid_arguments():
     good_head, good_mlp = _good(80, 9)
     with pytest.raises(ValueError, match="sampling"):
         random_ticket(good_head, good_mlp, seed=0, sampling="uniform")
-    with pytest.raises(ValueError, match="mode"):
-        bad_ticket(good_head, good_mlp, seed=0, mode="all")
+    with pytest.raises(ValueError, match="target"):
+        bad_ticket(good_head, good_mlp, seed=0, target="all")
     with pytest.raises(ValueError, match="0 and 1"):
         bad_ticket(good_head * 0.5, good_mlp, seed=0)
     with pytest.raises(ValueError, match="shape|mask"):
@@ -98,7 +98,7 @@ def test_bad_is_seeded_and_respects_mode():
     c = bad_ticket(good_head, good_mlp, seed=5)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
-    head, mlp = bad_ticket(good_head, torch.ones(12), seed=4, mode="heads")
+    head, mlp = bad_ticket(good_head, torch.ones(12), seed=4, target="heads")
     assert mlp.all() and int(head.sum()) == 60
 
 

@@ -70,21 +70,19 @@ def test_results_record_their_protocol_and_settings(finished):
 def test_a_search_killed_after_its_last_checkpoint_is_wrapped_up(finished, tiny_glue, tmp_path, monkeypatch):
     import shutil
 
-    import pipeline.modes.structured as mode
+    from callbacks.structured_pruning import StructuredPruning
 
     root, results = finished
     source = finetune_dir(root, "rte")
     shutil.copytree(source, tmp_path / source.relative_to(root))
-    real_read = mode.read_json
 
-    def killed_before_recording(path):
+    def killed_before_recording(self):
         raise KeyboardInterrupt("killed after the last checkpoint")  # the fit (and its checkpoint) finished
 
-    monkeypatch.setattr(mode, "read_json", killed_before_recording)
-    monkeypatch.setattr(mode.shutil, "rmtree", lambda *args, **kwargs: None)
+    monkeypatch.setattr(StructuredPruning, "finished", killed_before_recording)
     with pytest.raises(KeyboardInterrupt):
         train(compose_config(structured(tmp_path, tiny_glue, "tickets.retrain=false")))
-    monkeypatch.setattr(mode, "read_json", real_read)
+    monkeypatch.undo()
     search_dir = experiment_dir(tmp_path, "rte", "structured-paper") / "search"
     assert (search_dir / "checkpoints" / "last.ckpt").is_file() and not (search_dir / "metrics.json").exists()
     again = train(compose_config(structured(tmp_path, tiny_glue, "tickets.retrain=false")))
@@ -162,6 +160,7 @@ def test_magnitude_values_are_checked_before_any_work(tmp_path, tiny_glue):
     assert not (tmp_path / "tiny").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("overrides", "message"), [
     (["model=custom", "model.name_or_path=roberta-base"], "model.id is missing"),
     (["model=custom", "model.id=mine", "model.name_or_path=/no/such/model"], "is neither an existing folder nor a hub id"),
@@ -173,6 +172,7 @@ def test_the_command_line_says_one_line_and_no_traceback(tmp_path, overrides, me
     assert result.returncode == 2 and message in output and "Traceback" not in output, output[-2000:]
 
 
+@pytest.mark.e2e
 def test_a_bug_keeps_its_traceback(tmp_path):
     code = ("import sys, pipeline.training as t\n"
             "def broken(run): raise ValueError('a bug deep in the stack')\n"
@@ -216,6 +216,12 @@ def test_a_stage_that_must_run_on_a_read_only_root_fails_with_one_line(finished,
 
 
 # ----- a broken mask file: one line, and the advice works -----
+def measured_alike(results: dict) -> dict:
+    """Results without the tickets' cost: a redrawn ticket's latency is measured again, never the same."""
+    return {**results, "tickets": {kind: {key: value for key, value in ticket.items() if key != "cost"}
+                                   for kind, ticket in results["tickets"].items()}}
+
+
 def test_a_ticket_mask_with_values_other_than_0_and_1_is_one_line_naming_the_file(finished, tiny_glue):
     from lottery.masks import MaskValueError
 
@@ -231,7 +237,7 @@ def test_a_ticket_mask_with_values_other_than_0_and_1_is_one_line_naming_the_fil
         assert f"from file {path}" in str(error.value) and "[0.5]" in str(error.value)
         assert "delete it if bert-lottery wrote it" in str(error.value)
         path.unlink()  # the advice: deleting it draws the ticket again
-        assert train(compose_config(structured(root, tiny_glue)))["tickets"] == results["tickets"]
+        assert measured_alike(train(compose_config(structured(root, tiny_glue)))) == measured_alike(results)
     finally:
         if not path.is_file():
             path.write_text(content)
@@ -247,7 +253,7 @@ def test_a_damaged_good_mask_of_a_finished_search_redoes_the_search(finished, ti
     with caplog.at_level(logging.WARNING, logger="lottery"):
         again = train(compose_config(structured(root, tiny_glue)))
     assert f"stage {good.parent} is not finished" in caplog.text and "redoing it" in caplog.text
-    assert good.read_text() == content and again == results
+    assert good.read_text() == content and measured_alike(again) == measured_alike(results)
 
 
 def test_a_weight_mask_file_with_other_values_is_one_line_naming_the_file(tmp_path):

@@ -1,5 +1,10 @@
 """The report's figures: each function returns a matplotlib Figure (drawn with Agg, never touching
-pyplot's global state); `write_figure` saves it as PNG and PDF."""
+pyplot's global state); `write_figure` saves it as PNG and PDF.
+
+Agreement figures (survival counts, task x task overlaps) hatch the cells that are not above what
+independent random masks of the same sizes give (one-sided p >= `NOT_ABOVE_CHANCE_AT`), with a
+legend entry saying so.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,37 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
+from lottery import stability
 from lottery.io import atomic_write
 from lottery.report.discover import Loaded
 from lottery.report.masks import same_shape, structured_masks, weight_survival
 from lottery.schema import EVALUATIONS
+
+COMPONENT_TITLES = {"heads": "Heads", "mlps": "MLPs"}
+NOT_ABOVE_CHANCE_AT = 0.05
+HATCH = "///"
+
+
+def _not_above_chance(p: np.ndarray) -> np.ndarray:
+    """Cells whose one-sided p is at least NOT_ABOVE_CHANCE_AT (nan = no test: never hatched)."""
+    p = np.asarray(p, dtype=float)
+    return ~np.isnan(p) & (p >= NOT_ABOVE_CHANCE_AT)
+
+
+# Greyed (a translucent white veil) and hatched: visible on every colour of the colour maps used.
+VEIL = {"facecolor": (1.0, 1.0, 1.0, 0.45), "edgecolor": (0.0, 0.0, 0.0, 0.5), "hatch": HATCH, "linewidth": 0}
+
+
+def _hatch_cells(ax, hatched: np.ndarray) -> None:
+    for row, col in zip(*np.nonzero(hatched)):
+        ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, **VEIL))
+
+
+def _chance_legend(figure: Figure, what: str) -> None:
+    figure.legend(handles=[Patch(**VEIL, label=f"not above chance ({what}; one-sided p >= {NOT_ABOVE_CHANCE_AT})")],
+                  loc="outside lower left", fontsize=7, frameon=False)
 
 
 def _seeds(n: int) -> str:
@@ -57,24 +88,40 @@ def _grid_and_bar(layers: int, heads: int) -> tuple[Figure, Any, Any]:
 
 
 def structured_heatmap(model: str, mode: str, task: str, group: list[Loaded]) -> Figure:
-    """Layers x heads grid of in how many seeds each head survived, and the same per MLP."""
+    """Layers x heads grid of in how many seeds each head survived, and the same per MLP.
+
+    A unit is hatched when its count is not above chance: independent random masks of each seed's
+    size would let it survive at least as often with probability >= NOT_ABOVE_CHANCE_AT (the exact
+    Poisson-binomial tail, `stability.survival_counts_vs_chance`; per unit, uncorrected).
+    """
     layers, heads = same_shape(group)
     head_masks, mlp_masks = map(np.stack, zip(*(structured_masks(r) for r in group)))
     seeds = len(group)
+    head_chance = stability.survival_counts_vs_chance(list(head_masks.reshape(seeds, -1)))
+    mlp_chance = stability.survival_counts_vs_chance(list(mlp_masks))
     head_counts, mlp_counts = head_masks.sum(axis=0), mlp_masks.sum(axis=0)
     figure, ax_heads, ax_mlps = _grid_and_bar(layers, heads)
     cmap = matplotlib.colormaps["viridis"].resampled(seeds + 1)
     image = ax_heads.imshow(head_counts, cmap=cmap, vmin=-0.5, vmax=seeds + 0.5, aspect="auto")
     _annotate_grid(ax_heads, head_counts, head_counts.astype(str), dark_below=seeds / 2)
+    _hatch_cells(ax_heads, _not_above_chance(head_chance["p"]).reshape(layers, heads))
     _layer_head_axes(ax_heads, layers, heads)
-    ax_heads.set_title("heads")
+    ax_heads.set_title(f"heads (chance: {head_chance['expected']:.1f} seeds each)")
+    _chance_legend(figure, "random masks of each seed's size")
     colorbar = figure.colorbar(image, ax=ax_heads, ticks=range(seeds + 1), fraction=0.05, pad=0.02)
     colorbar.set_label("seeds in which it survived")
+    hatched = _not_above_chance(mlp_chance["p"])
     ax_mlps.barh(range(layers), mlp_counts, color=cmap(mlp_counts / max(seeds, 1)), edgecolor="black")
+    for layer in np.nonzero(hatched)[0]:
+        ax_mlps.barh(layer, mlp_counts[layer], **VEIL)
+    ax_mlps.axvline(mlp_chance["expected"], color="0.3", linestyle=":", linewidth=1)
     ax_mlps.set_xlim(0, seeds)
     ax_mlps.set_xticks(range(seeds + 1))
-    ax_mlps.set_xlabel("seeds in which it survived")
-    figure.suptitle(f"{task} — {model}, {mode} pruning: surviving heads and MLPs of good tickets ({_seeds(seeds)})")
+    ax_mlps.set_xlabel(f"seeds in which it survived\n(dotted: chance, {mlp_chance['expected']:.1f})")
+    kept_in_all = int((head_counts == seeds).sum())
+    chance_in_all = head_counts.size * float(np.prod(head_masks.reshape(seeds, -1).mean(axis=1)))
+    figure.suptitle(f"{task} — {model}, {mode} pruning: surviving heads and MLPs of good tickets ({_seeds(seeds)})\n"
+                    f"heads kept in every seed: {kept_in_all} (chance {chance_in_all:.1f})", fontsize=10)
     return figure
 
 
@@ -182,13 +229,22 @@ def bar_chart(model: str, mode: str, task: str, part: pd.DataFrame) -> Figure:
     return figure
 
 
-def overlap_heatmap(model: str, mode: str, names: list[str], matrix: np.ndarray) -> Figure:
-    """Task x task Jaccard similarity of super-good head masks."""
+def overlap_heatmap(model: str, mode: str, names: list[str], matrix: np.ndarray, chance: np.ndarray | None = None,
+                    p: np.ndarray | None = None) -> Figure:
+    """Task x task Jaccard similarity of super-good head masks; with `chance` and `p`, each cell also
+    shows its chance level and cells not above chance are hatched."""
     size = max(4.5, 0.7 * len(names) + 2.5)
     figure = _new_figure(size + 1, size)
     ax = figure.add_subplot()
     image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
-    _annotate_grid(ax, matrix, np.vectorize(lambda v: f"{v:.2f}")(matrix), dark_below=0.5)
+    labels = np.vectorize(lambda v: f"{v:.2f}")(matrix).astype(object)
+    if chance is not None:
+        for i, j in zip(*np.nonzero(~np.eye(len(names), dtype=bool))):
+            labels[i, j] = f"{matrix[i, j]:.2f}\nch {chance[i, j]:.2f}"
+    _annotate_grid(ax, matrix, labels, dark_below=0.5)
+    if p is not None:
+        _hatch_cells(ax, _not_above_chance(p))
+        _chance_legend(figure, "ch = random masks of the same sizes")
     ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), labels=names)
     figure.colorbar(image, ax=ax, fraction=0.05).set_label("Jaccard similarity of super-good heads")
@@ -197,9 +253,11 @@ def overlap_heatmap(model: str, mode: str, names: list[str], matrix: np.ndarray)
 
 
 def overlap_counts_heatmap(model: str, mode: str, component: str, names: list[str], mean: np.ndarray,
-                           std: np.ndarray) -> Figure:
+                           std: np.ndarray, chance: np.ndarray | None = None, p: np.ndarray | None = None) -> Figure:
     """The paper's task x task overlap: mean (± std over seeds) number of heads / MLPs kept in both
-    tasks' good masks of the same seed; the diagonal is the number each task keeps."""
+    tasks' good masks of the same seed; the diagonal is the number each task keeps. With `chance`
+    and `p`, off-diagonal cells also show the expected count of random masks of the same sizes and
+    cells not above it are hatched."""
     size = max(4.5, 0.8 * len(names) + 2.5)
     figure = _new_figure(size + 1, size)
     ax = figure.add_subplot()
@@ -208,12 +266,17 @@ def overlap_counts_heatmap(model: str, mode: str, component: str, names: list[st
     labels = np.empty(mean.shape, dtype=object)
     for (i, j), value in np.ndenumerate(mean):
         spread = "" if np.isnan(std[i, j]) else f"\n±{std[i, j]:.1f}"
-        labels[i, j] = f"{value:.1f}{spread}"
+        expected = "" if chance is None or i == j else f"\nch {chance[i, j]:.1f}"
+        labels[i, j] = f"{value:.1f}{spread}{expected}"
     _annotate_grid(ax, -mean, labels, dark_below=-top / 2)
+    if p is not None:
+        _hatch_cells(ax, _not_above_chance(p))
+        _chance_legend(figure, "ch = random masks of the same sizes")
     ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), labels=names)
     figure.colorbar(image, ax=ax, fraction=0.05).set_label(f"{component} kept in both (mean over seeds)")
-    ax.set_title(f"{component.capitalize()} kept in both tasks' good tickets, same seed\n{model}, {mode}")
+    ax.set_title(f"{COMPONENT_TITLES.get(component, component)} kept in both tasks' good tickets, same seed\n"
+                 f"{model}, {mode}")
     return figure
 
 

@@ -1,8 +1,8 @@
-"""The registry of experiment modes: each mode owns its config file, its stages, its results rows
-and the report sections that draw them; nothing outside this registry compares mode names.
+"""The registry of experiment modes: each mode owns its settings, its config file, its stages, its
+results rows and the report sections that draw them; nothing outside this registry compares mode names.
 
 A new mode is one module in this package that calls `register(Mode(...))`, plus one config file
-`conf/experiment/<name>.yaml` that sets `mode: <name>` and the mode's own settings node. Every
+`conf/experiment/<name>.yaml` that sets `mode: <name>` and the defaults of its settings node. Every
 module here is imported when the registry is first used.
 """
 
@@ -11,44 +11,35 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from omegaconf import DictConfig
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lottery.errors import ConfigError
+from lottery.schema import PRUNINGS
+from pipeline.settings import RunSettings
 
 if TYPE_CHECKING:
     from pipeline.run import Run
-
-
-def _nothing(cfg: DictConfig) -> Any:
-    return None
 
 
 @dataclass(frozen=True)
 class Mode:
     """One experiment mode.
 
-    run: the mode's stages, given the run (its fine-tune already done); returns its results dict.
-    settings: what, beyond the fine-tune's settings, determines the mode's results (hashed into
-        its folder name); protocol keys it uses are read from the config here.
-    protocol_keys: the protocol keys (conf/protocol) the mode's results depend on.
-    tags: readable parts of its folder name besides the mode and the protocol.
-    check: validates the mode's own settings before any work starts (raise ConfigError).
-    label_prefix, unit, figures: how the report labels (`lottery.schema.row_label`) and draws its
-        results (`lottery.report.sections`).
+    run: the mode's stages, given the run; returns its results dict.
+    settings: the mode's settings class (`RunSettings` extended with the concerns it reads): its
+        fields give the defaults, checks, folder identity, readable tags and protocol keys.
+    label_prefix, pruning, figures: how the report labels (`lottery.schema.row_label`) and draws its
+        results (`lottery.report.sections`); `pruning` is what its tickets mask ("structured": heads
+        and MLPs, "weights": single weights).
     """
 
     name: str
     run: Callable[[Run], dict]
     description: str
-    settings: Callable[[DictConfig], dict] = field(default=lambda cfg: {})
-    protocol_keys: tuple[str, ...] = ()
-    tags: Callable[[DictConfig], list[str]] = field(default=lambda cfg: [])
-    check: Callable[[DictConfig], None] = _nothing
+    settings: type[RunSettings] = RunSettings
     label_prefix: str = ""
-    unit: str = ""
+    pruning: str = ""
     figures: tuple[str, ...] = ()
 
 
@@ -58,6 +49,10 @@ MODES: dict[str, Mode] = {}
 def register(mode: Mode) -> Mode:
     if mode.name in MODES:
         raise ValueError(f"two experiment modes are called {mode.name!r}")
+    if mode.pruning not in ("", *PRUNINGS):
+        raise ValueError(f"mode {mode.name!r}: pruning must be one of {PRUNINGS} (or empty), got {mode.pruning!r}")
+    if any(other.settings is mode.settings for other in MODES.values()):
+        raise ValueError(f"mode {mode.name!r} shares its settings class with another mode: give it its own")
     MODES[mode.name] = mode
     return mode
 
@@ -72,3 +67,12 @@ def get_mode(name: str) -> Mode:
     if name not in MODES:
         raise ConfigError(f"unknown experiment mode {name!r}; choose experiment=<one of {sorted(MODES)}>")
     return MODES[name]
+
+
+def mode_of(settings: RunSettings) -> Mode:
+    """The mode whose settings these are."""
+    _discover()
+    for mode in MODES.values():
+        if type(settings) is mode.settings:
+            return mode
+    raise ConfigError(f"{type(settings).__name__} is no registered mode's settings")

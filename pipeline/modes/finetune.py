@@ -12,8 +12,8 @@ log = logging.getLogger("lottery")
 
 
 def run_finetune(run: Run) -> dict:
-    metrics = finetune(run, force=bool(run.cfg.force))
-    log.info("dev metrics of %s on %s (seed %s): %s", run.cfg.model.id, run.task.name, run.seed, metrics)
+    metrics = finetune(run, force=run.settings.force)
+    log.info("dev metrics of %s on %s (seed %s): %s", run.settings.model.id, run.task.name, run.seed, metrics)
     return metrics
 
 

@@ -10,64 +10,92 @@ head and per MLP.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
 from lottery.errors import ConfigError
 from lottery.io import read_json, write_json
 from lottery.magnitude import (
-    ELIGIBLE_SUFFIXES,
+    ELIGIBLE_ROLES,
     MagnitudeSearch,
     WeightMasks,
     bad_weight_ticket,
     eligible_parameters,
     global_magnitude_step,
-    load_weight_masks,
     random_weight_ticket,
     snapshot_cpu,
     sparsity_report,
 )
-from lottery.models import model_shape
-from pipeline.identity import record_settings
+from lottery.schema import SearchSummary
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.stages import unfinished_unless_readable
-from pipeline.tickets import WeightUnit, check_kinds, draw_tickets, score_tickets
-from pipeline.training import evaluate, finetune, load_finetuned, recipe_module, stage
+from pipeline.settings import ALWAYS, Concern, TicketRunSettings, setting
+from pipeline.tickets import WeightTickets
+from pipeline.training import evaluate, load_finetuned, recipe_module
 
 
-def parameter_options(node: DictConfig) -> dict:
-    return {"include_biases": bool(node.include_biases), "suffixes": tuple(node.modules)}
+@dataclass(frozen=True)
+class WeightPruningSettings(Concern):
+    """Which weights a magnitude pruning removes, and how many per step (magnitude and IMP)."""
+
+    node: ClassVar[str] = "magnitude"
+    fraction: float = setting(0.1, "weights pruned per step", identity=ALWAYS)
+    include_biases: bool = setting(True, "the eligible biases too (never output.dense.bias, as the authors)",
+                                   identity=ALWAYS)
+    modules: tuple[str, ...] = setting(ELIGIBLE_ROLES, "the roles (the paper's BERT module names) whose weights "
+                                       "are eligible; every model family maps them to its own linears",
+                                       identity=ALWAYS)
+
+    def __post_init__(self) -> None:
+        modules = tuple(self.modules)
+        object.__setattr__(self, "modules", modules)
+        unknown = [name for name in modules if name not in ELIGIBLE_ROLES]
+        if unknown or not modules:
+            raise ConfigError(f"{self.node}.modules must be a non-empty list of {list(ELIGIBLE_ROLES)}; "
+                              f"got {list(modules)}")
+        fraction = self.fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            raise ConfigError(f"{self.node}.fraction must be a number in (0, 1), got {fraction!r}")
+
+    def eligibility(self) -> dict[str, Any]:
+        """`lottery.magnitude.eligible_parameters`' options."""
+        return {"include_biases": bool(self.include_biases), "roles": tuple(self.modules)}
+
+    def recorded(self) -> dict[str, Any]:
+        """What the magnitude and IMP folders record of it (the roles as "suffixes")."""
+        return {"include_biases": bool(self.include_biases), "suffixes": tuple(self.modules)}
 
 
-def check_parameters(node: DictConfig, where: str) -> None:
-    unknown = [name for name in node.modules if name not in ELIGIBLE_SUFFIXES]
-    if unknown or not node.modules:
-        raise ConfigError(f"{where}.modules must be a non-empty list of {list(ELIGIBLE_SUFFIXES)}; got {list(node.modules)}")
-    fraction = node.fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ConfigError(f"{where}.fraction must be a number in (0, 1), got {fraction!r}")
+@dataclass(frozen=True)
+class MagnitudeSettings(WeightPruningSettings):
+    """The paper's magnitude search (conf/experiment/magnitude.yaml): 10% of the remaining weights per step."""
+
+    max_steps: int = setting(10, "pruning steps evaluated at most (the authors' loop: 10)", identity=ALWAYS)
+    exit_mask: str = setting("previous", "previous (the authors': at most max_steps - 1 steps in a ticket) | "
+                             "last_passing", identity=ALWAYS, protocol="magnitude_exit")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        MagnitudeSearch(fraction=float(self.fraction), max_steps=self.max_steps, exit_mask=self.exit_mask)
 
 
-def check(cfg: DictConfig) -> None:
-    node = cfg.magnitude
-    check_parameters(node, "magnitude")
-    MagnitudeSearch(fraction=float(node.fraction), threshold=float(cfg.search.threshold), max_steps=node.max_steps,
-                    exit_mask=str(node.exit_mask))
-    check_kinds(cfg.tickets.kinds)
+@dataclass(frozen=True, kw_only=True)
+class MagnitudeRunSettings(TicketRunSettings):
+    magnitude: MagnitudeSettings = setting(factory=MagnitudeSettings)
 
+    @property
+    def weight_pruning(self) -> WeightPruningSettings:
+        return self.magnitude
 
-def settings(cfg: DictConfig) -> dict:
-    node = cfg.magnitude
-    return {"fraction": float(node.fraction), "max_steps": int(node.max_steps), "exit_mask": str(node.exit_mask),
-            **parameter_options(node), "threshold": float(cfg.search.threshold), "split": str(cfg.search.split)}
-
-
-def tags(cfg: DictConfig) -> list[str]:
-    return [] if cfg.search.split == "dev" else [str(cfg.search.split)]
+    def recorded(self) -> dict[str, Any]:
+        magnitude = self.magnitude
+        return {"fraction": float(magnitude.fraction), "max_steps": int(magnitude.max_steps),
+                "exit_mask": magnitude.exit_mask, **magnitude.recorded(), "threshold": self.search.threshold,
+                "split": self.search.split}
 
 
 def restore_and_mask_(model: torch.nn.Module, original: dict[str, torch.Tensor], masks: WeightMasks) -> None:
@@ -79,16 +107,16 @@ def restore_and_mask_(model: torch.nn.Module, original: dict[str, torch.Tensor],
     masks.apply_(model)
 
 
-def oneshot_search(run: Run, run_dir: Path) -> dict:
+def oneshot_search(run: Run, run_dir: Path) -> SearchSummary:
     """The paper's schedule, step by step; every step's score and mask are saved as they are
     made, and a rerun replays the finished steps instead of scoring them again."""
-    node = run.cfg.magnitude
+    settings = run.settings.magnitude
     model = load_finetuned(run)
-    params = eligible_parameters(model, **parameter_options(node))
+    params = eligible_parameters(model, **settings.eligibility())
     original = snapshot_cpu(model, params)
     module = recipe_module(run, model)
-    search = MagnitudeSearch(fraction=float(node.fraction), threshold=float(run.cfg.search.threshold),
-                             max_steps=int(node.max_steps), exit_mask=str(node.exit_mask))
+    search = MagnitudeSearch(fraction=float(settings.fraction), threshold=run.settings.search.threshold,
+                             max_steps=settings.max_steps, exit_mask=settings.exit_mask)
     masks = WeightMasks.ones_like(params)
     metric = run.task.pruning_metric
     while not search.done:
@@ -105,38 +133,32 @@ def oneshot_search(run: Run, run_dir: Path) -> dict:
         search.report(scores[metric], masks)
         write_json(record, {**search.history[-1], "metrics": scores, **sparsity_report(masks, model)})
     search.good.save(run_dir / "good.npz")
-    return {"full_score": search.full_score, "threshold_score": search.threshold * search.full_score,
-            "good_iteration": search.good_step, "sparsity": search.good.sparsity(), "history": search.history}
+    return weight_search_summary(search)
 
 
-def score_weight_tickets(run: Run, search_work, node: DictConfig) -> dict:
-    """The stages every weight-pruning mode shares after its search: tickets drawn from the good
-    mask (random: the same number of weights; bad: the smallest-magnitude ones), scored, reported."""
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    record_settings(exp_dir, run.settings)
-    unfinished_unless_readable(exp_dir / "search", lambda: load_weight_masks(exp_dir / "search" / "good.npz"))
-    summary = stage(exp_dir / "search", lambda d: search_work(run, d), force=bool(run.cfg.force))
-    good = load_weight_masks(exp_dir / "search" / "good.npz")
-    reference = load_finetuned(run)
-    finetuned_weights = snapshot_cpu(reference, eligible_parameters(reference, **parameter_options(node)))
-    draw = {
+def weight_search_summary(search: MagnitudeSearch) -> SearchSummary:
+    """A finished magnitude search (one-shot or IMP) as the experiment records it."""
+    return SearchSummary(full_score=search.full_score, threshold_score=search.threshold * search.full_score,
+                         good_iteration=search.good_step, sparsity=search.good.sparsity(), history=search.history)
+
+
+def draw(run: Run, good: WeightMasks, reference: torch.nn.Module) -> dict:
+    """Random: the same number of weights, anywhere; bad: the smallest-magnitude fine-tuned weights."""
+    eligible = eligible_parameters(reference, **run.settings.weight_pruning.eligibility())
+    finetuned_weights = snapshot_cpu(reference, eligible)
+    return {
         "good": lambda: good,
         "random": lambda: random_weight_ticket(good, seed=run.seed),
         "bad": lambda: bad_weight_ticket(finetuned_weights, good, seed=run.seed),
     }
-    tickets = draw_tickets(run, WeightUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *model_shape(reference), search=summary)
-    results.tickets = score_tickets(run, exp_dir, WeightUnit, tickets, reference)
-    return finish(run, results)
 
 
 def run_magnitude(run: Run) -> dict:
-    return score_weight_tickets(run, oneshot_search, run.cfg.magnitude)
+    return ticket_experiment(run, WeightTickets, draw, search=oneshot_search)
 
 
 register(Mode(
     name="magnitude", run=run_magnitude, description="the paper's global magnitude (m-pruning) tickets",
-    settings=settings, protocol_keys=("magnitude_exit",), tags=tags, check=check, label_prefix="m", unit="weights",
+    settings=MagnitudeRunSettings, label_prefix="m", pruning="weights",
     figures=("bars", "magnitude_heatmap"),
 ))

@@ -11,11 +11,11 @@ super-survivors).
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from lottery.errors import ConfigError
 from lottery.io import atomic_write, read_json, write_json
@@ -30,30 +30,41 @@ from lottery.patterns import (
 from pipeline.identity import record_settings
 from pipeline.modes import Mode, register
 from pipeline.run import Run
+from pipeline.settings import ALWAYS, Concern, RunSettings, setting
 from pipeline.training import datamodule, finetune, load_finetuned, pretrained_model, stage
 
 PATTERNS_FILE = "patterns.json"
 
 
-def settings(cfg: DictConfig) -> dict:
-    node = cfg.patterns
-    labels = node.hand_labels
-    return {"examples": int(node.examples), "thresholds": asdict(Thresholds()),
-            "hand_labels": None if labels is None else Path(str(labels)).read_text()}
+@dataclass(frozen=True)
+class PatternsSettings(Concern):
+    """conf/experiment/patterns.yaml."""
+
+    examples: int = setting(64, "dev examples the per-head features are averaged over", identity=ALWAYS)
+    hand_labels: str | None = setting(None, "a TSV (header: layer, head, type; numbered from 1) used instead of the "
+                                      "rules; agreement is reported (recorded as its content)", identity=ALWAYS)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.examples, bool) or not isinstance(self.examples, int) or self.examples < 1:
+            raise ConfigError(f"patterns.examples must be a positive integer, got {self.examples!r}")
+        if self.hand_labels is not None and not Path(str(self.hand_labels)).is_file():
+            raise ConfigError(f"patterns.hand_labels={self.hand_labels!r} is not a file: give a TSV of layer, head, type")
 
 
-def check(cfg: DictConfig) -> None:
-    node = cfg.patterns
-    if isinstance(node.examples, bool) or not isinstance(node.examples, int) or node.examples < 1:
-        raise ConfigError(f"patterns.examples must be a positive integer, got {node.examples!r}")
-    if node.hand_labels is not None and not Path(str(node.hand_labels)).is_file():
-        raise ConfigError(f"patterns.hand_labels={node.hand_labels!r} is not a file: give a TSV of layer, head, type")
+@dataclass(frozen=True, kw_only=True)
+class PatternsRunSettings(RunSettings):
+    patterns: PatternsSettings = setting(factory=PatternsSettings)
+
+    def recorded(self) -> dict[str, Any]:
+        labels = self.patterns.hand_labels
+        return {"examples": int(self.patterns.examples), "thresholds": asdict(Thresholds()),
+                "hand_labels": None if labels is None else Path(str(labels)).read_text()}
 
 
 def _describe(run: Run, model, batches, hand_labels: list | None) -> tuple[dict, dict]:
     tokenizer = run.tokenizer
     special = [i for i in (tokenizer.cls_token_id, tokenizer.sep_token_id) if i is not None]
-    features = attention_features(model, batches, special, max_examples=int(run.cfg.patterns.examples))
+    features = attention_features(model, batches, special, max_examples=run.settings.patterns.examples)
     rules = classify(features)
     record = {
         "types": rules if hand_labels is None else [[hand or rule for hand, rule in zip(h_row, r_row)]
@@ -73,7 +84,7 @@ def _describe(run: Run, model, batches, hand_labels: list | None) -> tuple[dict,
 def run_patterns(run: Run) -> dict:
     finetune(run)
     exp_dir = run.experiment_dir
-    record_settings(exp_dir, run.settings)
+    record_settings(exp_dir, run.identity)
 
     def work(run_dir: Path) -> dict:
         data = datamodule(run)
@@ -81,22 +92,22 @@ def run_patterns(run: Run) -> dict:
         batches = list(data.val_dataloader()[0])
         finetuned = load_finetuned(run)
         shape = model_shape(finetuned)
-        labels = run.cfg.patterns.hand_labels
+        labels = run.settings.patterns.hand_labels
         hand = None if labels is None else load_hand_labels(str(labels), *shape)
-        result = {"model": str(run.cfg.model.id), "task": run.task.name, "seed": run.seed, "group": run.group,
+        result = {"model": run.settings.model.id, "task": run.task.name, "seed": run.seed, "group": run.group,
                   "num_layers": shape[0], "num_heads": shape[1], "thresholds": asdict(Thresholds()),
-                  "finetune_settings": run.finetune_settings}
+                  "finetune_settings": run.finetune_identity}
         for name, model in (("pretrained", pretrained_model(run)), ("finetuned", finetuned)):
             result[name], maps = _describe(run, model, batches, hand)
             atomic_write(run_dir / f"maps_{name}.npz", lambda handle, maps=maps: np.savez_compressed(handle, **maps))
         write_json(run_dir / PATTERNS_FILE, result)
         return {"examples": float(result["finetuned"]["examples"])}
 
-    stage(exp_dir, work, force=bool(run.cfg.force))
+    stage(exp_dir, work, force=run.settings.force)
     return read_json(exp_dir / PATTERNS_FILE)
 
 
 register(Mode(
     name="patterns", run=run_patterns, description="attention pattern types of each head (Kovaleva et al. 2019)",
-    settings=settings, check=check,
+    settings=PatternsRunSettings,
 ))

@@ -12,114 +12,135 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-
-from omegaconf import DictConfig
+from typing import Any
 
 from callbacks.structured_pruning import StructuredPruning
-from lightning_modules.importance_module import ImportanceModule
+from lightning_modules.importance_module import ImportanceModule, search_warnings_expected
 from lottery.errors import ConfigError
-from lottery.importance import check_accumulation, get_criterion
-from lottery.io import read_json
+from lottery.importance import get_criterion
 from lottery.masks import StructuredMasks
-from lottery.search import MODES as TARGETS
-from lottery.search import SearchConfig
+from lottery.schema import SearchSummary
+from lottery.search import PHASE_CHANGES, TARGETS, SearchConfig
 from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
 from pipeline.checkpoints import resume_from
-from pipeline.identity import record_settings
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.stages import unfinished_unless_readable
-from pipeline.tickets import StructuredUnit, check_kinds, draw_tickets, score_tickets
-from pipeline.training import datamodule, finetune, load_finetuned, make_trainer, stage
+from pipeline.settings import (
+    ALWAYS,
+    Concern,
+    ImportanceSettings,
+    SearchSettings,
+    TicketRunSettings,
+    TicketSettings,
+    setting,
+)
+from pipeline.tickets import StructuredTickets
+from pipeline.training import datamodule, load_finetuned, make_trainer
 
 log = logging.getLogger("lottery")
 SEARCH_EPOCH_LIMIT = 100_000  # the callback stops the fit when the search is done
 
 
-def search_config(cfg: DictConfig) -> SearchConfig:
-    node = cfg.structured
-    return SearchConfig(mode=str(node.target), threshold=float(cfg.search.threshold),
-                        head_fraction=float(node.head_fraction), mlps_per_step=node.mlps_per_step,
-                        phase_change=str(cfg.search.phase_change))
+@dataclass(frozen=True)
+class StructuredSearchSettings(SearchSettings):
+    phase_change: str = setting("failed", "which importance ranks the first step of a new phase: the mask that just "
+                                "failed's (the authors' code) | the last passing mask's", identity=ALWAYS,
+                                protocol="phase_change")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.phase_change not in PHASE_CHANGES:
+            raise ConfigError(f"phase_change must be one of {PHASE_CHANGES}, got {self.phase_change!r}")
 
 
-def importance_settings(cfg: DictConfig) -> dict:
-    criterion = get_criterion(str(cfg.importance.name))
-    return {"name": criterion.name, **({"accumulate": str(cfg.importance.accumulate)} if criterion.uses_data else {})}
+@dataclass(frozen=True)
+class StructuredSettings(Concern):
+    """What the structured search masks, and how fast (conf/experiment/structured.yaml)."""
+
+    target: str = setting("heads_mlps", "heads_mlps (the paper's s-pruning) | heads | mlps", identity=ALWAYS, tag=1)
+    head_fraction: float = setting(0.1, "heads masked per step: int(head_fraction x all heads)", identity=ALWAYS)
+    mlps_per_step: int = setting(1, "MLPs masked per step", identity=ALWAYS)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"structured.target must be one of {TARGETS}, got {self.target!r}")
+        SearchConfig(target=self.target, head_fraction=self.head_fraction, mlps_per_step=self.mlps_per_step)
 
 
-def settings(cfg: DictConfig) -> dict:
-    return {"search": search_config(cfg).to_dict(), "split": str(cfg.search.split),
-            "importance": importance_settings(cfg), "sampling": str(cfg.tickets.sampling)}
+@dataclass(frozen=True)
+class StructuredTicketSettings(TicketSettings):
+    sampling: str = setting("bernoulli", "random tickets: bernoulli (the paper: each element kept with good's "
+                            "survival rate) | exact (exactly good's size)", identity=ALWAYS, protocol="sampling")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"tickets.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
 
 
-def tags(cfg: DictConfig) -> list[str]:
-    node = cfg.structured
-    found = [] if node.target == "heads_mlps" else [str(node.target)]
-    found += [] if cfg.importance.name == "michel" else [str(cfg.importance.name)]
-    found += [] if cfg.search.split == "dev" else [str(cfg.search.split)]
-    return found
+@dataclass(frozen=True, kw_only=True)
+class StructuredRunSettings(TicketRunSettings):
+    search: StructuredSearchSettings = setting(factory=StructuredSearchSettings)
+    structured: StructuredSettings = setting(factory=StructuredSettings)
+    importance: ImportanceSettings = setting(factory=ImportanceSettings)
+    tickets: StructuredTicketSettings = setting(factory=StructuredTicketSettings)
+
+    def search_config(self) -> SearchConfig:
+        structured = self.structured
+        return SearchConfig(target=structured.target, threshold=self.search.threshold,
+                            head_fraction=structured.head_fraction, mlps_per_step=structured.mlps_per_step,
+                            phase_change=self.search.phase_change)
+
+    def recorded(self) -> dict[str, Any]:
+        return {"search": self.search_config().to_dict(), "split": self.search.split,
+                "importance": self.importance.recorded(), "sampling": self.tickets.sampling}
 
 
-def check(cfg: DictConfig) -> None:
-    if cfg.structured.target not in TARGETS:
-        raise ConfigError(f"structured.target must be one of {TARGETS}, got {cfg.structured.target!r}")
-    search_config(cfg)
-    if get_criterion(str(cfg.importance.name)).uses_data:
-        check_accumulation(str(cfg.importance.accumulate))
-    if cfg.tickets.sampling not in SAMPLINGS:
-        raise ConfigError(f"tickets.sampling must be one of {SAMPLINGS}, got {cfg.tickets.sampling!r}")
-    check_kinds(cfg.tickets.kinds)
-
-
-def search(run: Run, run_dir: Path, callbacks: list | None = None) -> dict:
-    """The iterative mask search as a Lightning fit (one epoch per iteration), resumable."""
-    cfg = run.cfg
+def search(run: Run, run_dir: Path, callbacks: list | None = None) -> SearchSummary:
+    """The iterative mask search as a Lightning fit (one epoch per iteration), resumable; saves the
+    good mask as `run_dir/good.json`."""
+    settings = run.settings
     model = load_finetuned(run)
-    criterion = get_criterion(str(cfg.importance.name))
+    criterion = get_criterion(settings.importance.name)
     module = ImportanceModule(model, run.task, StructuredMasks.for_model(model), criterion)
     data = datamodule(run, train_on="selection")
-    pruning = StructuredPruning(out_dir=str(run_dir), metric=run.task.pruning_metric, config=search_config(cfg),
-                                accumulate=str(cfg.importance.get("accumulate", "per_batch")),
-                                num_batches=data.num_selection_batches())
+    pruning = StructuredPruning(out_dir=str(run_dir), metric=run.task.pruning_metric, config=settings.search_config(),
+                                accumulate=settings.importance.accumulate, num_batches=data.num_selection_batches())
     trainer = make_trainer(run, run_dir, "search", [pruning, *(callbacks or [])], max_epochs=SEARCH_EPOCH_LIMIT,
                            limit_val_batches=0, gradient_clip_val=None, enable_checkpointing=False)
     last = resume_from(pruning.checkpoint_path)  # an unloadable one is set aside: start from scratch
     if last is not None:
         log.info("resuming the mask search from %s", last)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last is not None else None)
-    summary = read_json(run_dir / "summary.json")
+    with search_warnings_expected():
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last is not None else None)
+    found = pruning.finished()
+    StructuredMasks(*found.good_mask()).save_json(run_dir / "good.json")
     shutil.rmtree(pruning.checkpoint_path.parent, ignore_errors=True)
-    return summary
+    return SearchSummary(full_score=found.full_score, threshold_score=found.threshold_score,
+                         good_iteration=found.last_passing_iteration, iterations=found.iteration,
+                         config=found.config.to_dict())
+
+
+def draw(run: Run, good: StructuredMasks, reference) -> dict:
+    """Random: good's size (exactly, or in expectation: tickets.sampling); bad: from what good pruned."""
+    target, seed, sampling = run.settings.structured.target, run.seed, run.settings.tickets.sampling
+    return {
+        "good": lambda: good,
+        "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed, sampling=sampling,
+                                                         target=target)),
+        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, target=target)),
+    }
 
 
 def run_structured(run: Run) -> dict:
-    cfg = run.cfg
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    record_settings(exp_dir, run.settings)
-    unfinished_unless_readable(exp_dir / "search", lambda: StructuredMasks.load_json(exp_dir / "search" / "good.json"))
-    summary = stage(exp_dir / "search", lambda d: search(run, d), force=bool(cfg.force))
-    good = StructuredMasks.load_json(exp_dir / "search" / "good.json")
-    target, seed = str(cfg.structured.target), run.seed
-    draw = {
-        "good": lambda: good,
-        "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed,
-                                                         sampling=str(cfg.tickets.sampling), mode=target)),
-        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, mode=target)),
-    }
-    reference = load_finetuned(run)
-    tickets = draw_tickets(run, StructuredUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *good.shape, search=summary)
-    results.tickets = score_tickets(run, exp_dir, StructuredUnit, tickets, reference)
-    return finish(run, results)
+    return ticket_experiment(run, StructuredTickets, draw, search=search)
 
 
 register(Mode(
     name="structured", run=run_structured, description="the paper's structured (heads + MLPs) tickets",
-    settings=settings, protocol_keys=("accumulate", "phase_change", "sampling"), tags=tags, check=check,
-    label_prefix="s", unit="structured",
+    settings=StructuredRunSettings, label_prefix="s", pruning="structured",
     figures=("bars", "structured_heatmap", "stability", "super_tickets", "task_overlap", "importance_evolution"),
 ))

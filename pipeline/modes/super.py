@@ -6,60 +6,92 @@ super masks (another sweep, another report) get their own folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from omegaconf import DictConfig
+from typing import Any
 
 from lottery.errors import ConfigError
 from lottery.masks import StructuredMasks
 from lottery.models import model_shape
-from pipeline.identity import record_settings
+from lottery.schema import SearchSummary
+from lottery.tickets import KINDS
+from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
-from pipeline.results import finish, new_results
 from pipeline.run import Run
-from pipeline.tickets import StructuredUnit, draw_tickets, score_tickets
-from pipeline.training import finetune, load_finetuned
-
-KINDS = ("good", "random", "bad")
+from pipeline.settings import ALWAYS, NEVER, Concern, SearchSettings, TicketRunSettings, TicketSettings, setting
+from pipeline.tickets import StructuredTickets
 
 
-def mask_files(cfg: DictConfig) -> dict[str, Path]:
-    folder = Path(str(cfg["super"].dir))
-    return {kind: folder / f"super_{kind}.json" for kind in cfg.tickets.kinds}
+@dataclass(frozen=True)
+class SuperSettings(Concern):
+    """Where the super masks are (conf/experiment/super.yaml)."""
+
+    dir: str | None = setting(None, "the folder of super_{good,random,bad}.json; None: where `python -m lottery.report` "
+                              "writes them for this run (<paths.root>/report/super/<model.id>/<task>/structured-<protocol>); "
+                              "recorded as the masks' content", identity=ALWAYS)
 
 
-def check(cfg: DictConfig) -> None:
-    unknown = [kind for kind in cfg.tickets.kinds if kind not in KINDS]
-    if unknown:
-        raise ConfigError(f"tickets.kinds {unknown} have no super tickets; choose among {list(KINDS)}")
-    missing = [str(path) for path in mask_files(cfg).values() if not path.is_file()]
-    if missing:
-        raise ConfigError(
-            f"super-ticket masks not found: {', '.join(missing)}. Run the structured sweep over several seeds, "
-            f"then `python -m lottery.report {cfg.paths.root}` (it writes report/super/...), or point super.dir "
-            "at such a folder.")
+@dataclass(frozen=True)
+class SuperSearchSettings(SearchSettings):
+    """Super tickets are not searched: the threshold only says whether the bar is within a constant
+    predictor's reach (the results' warning)."""
+
+    threshold: float = setting(0.9, "the bar of the results' warning: threshold x the full model's score",
+                               identity=NEVER)
 
 
-def settings(cfg: DictConfig) -> dict:
-    return {kind: StructuredMasks.load_json(path).content_sha256() for kind, path in mask_files(cfg).items()}
+@dataclass(frozen=True)
+class SuperTicketSettings(TicketSettings):
+    kinds: tuple[str, ...] = setting(KINDS, "the super tickets to score (recorded as their masks' content)",
+                                     identity=ALWAYS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuperRunSettings(TicketRunSettings):
+    search: SuperSearchSettings = setting(factory=SuperSearchSettings)
+    tickets: SuperTicketSettings = setting(factory=SuperTicketSettings)
+    super_tickets: SuperSettings = setting(factory=SuperSettings, config="super")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.super_tickets.dir is None:
+            folder = (Path(self.paths.root) / "report" / "super" / self.model.id / self.task
+                      / f"structured-{self.protocol}")
+            object.__setattr__(self, "super_tickets", replace(self.super_tickets, dir=str(folder)))
+        missing = [str(path) for path in self.mask_files().values() if not path.is_file()]
+        if missing:
+            raise ConfigError(
+                f"super-ticket masks not found: {', '.join(missing)}. Run the structured sweep over several seeds, "
+                f"then `python -m lottery.report {self.paths.root}` (it writes report/super/...), or point super.dir "
+                "at such a folder.")
+
+    def mask_files(self) -> dict[str, Path]:
+        folder = Path(str(self.super_tickets.dir))
+        return {kind: folder / f"super_{kind}.json" for kind in self.tickets.kinds}
+
+    def notes(self) -> dict[str, Any]:
+        return {"super_dir": self.super_tickets.dir}
+
+    def recorded(self) -> dict[str, Any]:
+        """The masks' content: new super masks (another sweep, another report) get their own folder."""
+        return {kind: StructuredMasks.load_json(path).content_sha256() for kind, path in self.mask_files().items()}
+
+
+def draw(run: Run, good: None, reference) -> dict:
+    """Each super ticket is its mask file."""
+    shape = model_shape(reference)
+    return {kind: (lambda path=path: StructuredMasks.load_json(path, expected_shape=shape))
+            for kind, path in run.settings.mask_files().items()}
 
 
 def run_super(run: Run) -> dict:
-    full = finetune(run)
-    exp_dir = run.experiment_dir
-    record_settings(exp_dir, {**run.settings, "super_dir": str(run.cfg["super"].dir)})
-    reference = load_finetuned(run)
-    shape = model_shape(reference)
-    files = mask_files(run.cfg)
-    draw = {kind: (lambda path=path: StructuredMasks.load_json(path, expected_shape=shape)) for kind, path in files.items()}
-    tickets = draw_tickets(run, StructuredUnit, exp_dir / "tickets", draw, reference)
-    results = new_results(run, full, *shape, search={"full_score": full[run.task.pruning_metric],
-                                                     "super_dir": str(run.cfg["super"].dir)})
-    results.tickets = score_tickets(run, exp_dir, StructuredUnit, tickets, reference)
-    return finish(run, results)
+    def unsearched(full: dict) -> SearchSummary:
+        return SearchSummary(full_score=full[run.task.pruning_metric], super_dir=run.settings.super_tickets.dir)
+
+    return ticket_experiment(run, StructuredTickets, draw, unsearched=unsearched)
 
 
 register(Mode(
     name="super", run=run_super, description="super-survivor tickets across the seeds of a task",
-    settings=settings, check=check, label_prefix="super", unit="structured", figures=("bars", "structured_heatmap"),
+    settings=SuperRunSettings, label_prefix="super", pruning="structured", figures=("bars", "structured_heatmap"),
 ))
