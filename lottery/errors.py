@@ -27,3 +27,17 @@ class NonFiniteError(LotteryError, FloatingPointError):
 
 class ReadOnlyError(LotteryError, PermissionError):
     """Something must be written under a folder that cannot be written."""
+
+
+class WriteError(LotteryError, OSError):
+    """A file could not be written (an I/O error, a read-only file system); nothing half-written
+    was kept and nothing unfinished was marked done, so rerunning once it is fixed continues."""
+
+
+class DiskFullError(WriteError):
+    """The disk (or the user's quota) is full: the message names the path, the free space and
+    roughly how much more the write needed."""
+
+
+class HubUnavailableError(LotteryError, OSError):
+    """A model or tokenizer named by a hub id could not be fetched and is not in the local cache."""

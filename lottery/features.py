@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lottery.glue_data import Examples, GlueDataError, read_split, source_fingerprint
+from lottery.io import atomic_write
 from lottery.tasks import GlueTask
 
 log = logging.getLogger("lottery")
@@ -135,13 +135,10 @@ def load_tokenized(
     dataset = tokenize(read_split(task, split, glue_dir), tokenizer, max_length)
     _LOADED[key] = dataset
     if cache_file is not None:
+        tensors = {"input_ids": dataset.input_ids, "token_type_ids": dataset.token_type_ids, "labels": dataset.labels}
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            torch.save({"input_ids": dataset.input_ids, "token_type_ids": dataset.token_type_ids,
-                        "labels": dataset.labels}, tmp)
-            os.replace(tmp, cache_file)
-        except OSError as error:  # a read-only results root: the cache is only an optimisation
+            atomic_write(cache_file, lambda handle: torch.save(tensors, handle))
+        except (OSError, RuntimeError) as error:  # read-only or full: the cache is only an optimisation
             log.debug("not caching %s: %s", cache_file, error)
     return dataset
 

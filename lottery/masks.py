@@ -49,6 +49,10 @@ class MaskShapeError(LotteryError, ValueError):
     """A mask does not fit the model or file it is used with (wrong shape, missing parameter)."""
 
 
+class MaskValueError(LotteryError, ValueError):
+    """A mask holds values other than 0 (remove) and 1 (keep)."""
+
+
 def check_shape(actual: tuple[int, int], expected: tuple[int, int], source: str) -> None:
     if tuple(actual) != tuple(expected):
         raise MaskShapeError(
@@ -63,7 +67,7 @@ def _as_gate_tensor(values: Any, dims: int, name: str, source: str) -> torch.Ten
         raise MaskShapeError(f"{name} mask must have {dims} dimension(s), got shape {tuple(tensor.shape)}; from {source}")
     if not bool(((tensor == 0) | (tensor == 1)).all()):
         bad = sorted({float(v) for v in tensor[(tensor != 0) & (tensor != 1)].flatten().tolist()})[:5]
-        raise ValueError(f"{name} mask values must be 0 or 1, found {bad}; from {source}")
+        raise MaskValueError(f"{name} mask values must be 0 or 1, found {bad}; from {source}")
     return tensor
 
 
@@ -213,6 +217,9 @@ class StructuredMasks:
         data = read_json(path)
         try:
             masks = cls.from_dict(data, source=f"file {path}")
+        except MaskValueError as error:
+            raise MaskValueError(f"{error} (1 keeps a unit, 0 removes it): fix the file, or delete it if bert-lottery "
+                                 "wrote it (it is computed again)") from None
         except (TypeError, AttributeError) as error:
             raise CorruptFileError(f"{path} is not a StructuredMasks file ({error}); delete it to redo it") from None
         if expected_shape is not None:

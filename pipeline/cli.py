@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 import pipeline.config
 from lottery.errors import LotteryError
+from lottery.io import write_error
 
 log = logging.getLogger("lottery")
 
@@ -43,6 +44,7 @@ def run_from_config(cfg: DictConfig) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.exception("this sweep job failed")  # into the job's own log (SLURM: its .err file)
             raise  # Hydra reports the failed job after the others finish
+        error = write_error(error, getattr(error, "filename", None) or cfg.paths.root) or error  # a full disk
         if not isinstance(error, LotteryError):
             raise  # a bug: the full traceback
         log.error("%s: %s", type(error).__name__, error)

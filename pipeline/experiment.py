@@ -26,6 +26,7 @@ from lottery.schema import SearchSummary
 from pipeline.identity import record_settings
 from pipeline.results import finish, new_results
 from pipeline.run import Run
+from pipeline.stages import unfinished_unless_readable
 from pipeline.tickets import TicketType, draw_tickets, score_tickets
 from pipeline.training import finetune, load_finetuned, stage
 
@@ -58,6 +59,9 @@ def ticket_experiment(run: Run, ticket_type: TicketType, draw: Draw, search: Sea
     score and write the results of one experiment; returns its results dict."""
     full = finetune(run)
     record_settings(run.experiment_dir, run.recorded_settings)
+    if search is not None:  # a finished search whose good mask is missing or truncated is redone
+        good_path = good_mask_path(run, ticket_type)
+        unfinished_unless_readable(good_path.parent, lambda: ticket_type.load(good_path, load_finetuned(run)))
     summary = searched(run, search) if search is not None else unsearched(full)
     reference = load_finetuned(run)  # after the search, which loads its own copy
     good = ticket_type.load(good_mask_path(run, ticket_type), reference) if search is not None else None

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -45,6 +46,7 @@ class ResumableCSVLogger(CSVLogger):
     """CSVLogger whose metrics.csv survives a kill and a resume (see `_ResumableWriter`)."""
 
     @property
+    @rank_zero_experiment  # as CSVLogger's: other DDP ranks must not read or remove metrics.csv
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
+from lottery.hub import fetching
 from lottery.models import minilm_path
 from lottery.tasks import Task, task_from_settings
 from pipeline.identity import digest, finetune_identity, stage_folder, without_seed
@@ -92,7 +93,8 @@ def tokenizer_source(model: ModelSettings) -> str | Path:
 def load_tokenizer(source: str | Path):
     """The model's tokenizer; one without a padding token (decoders) pads with its end-of-sequence
     token, which `lottery.models.load_classifier` then gives the model as its pad_token_id."""
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    with fetching(source):  # a hub id the hub cannot give: one line at once, not minutes of retries
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lottery.errors import CorruptFileError, NonFiniteError, ReadOnlyError
-from lottery.io import file_lock, read_json, write_json
+from lottery.io import file_lock, read_json, remove_stale_temporaries, write_json
 
 log = logging.getLogger("lottery")
 
@@ -114,6 +114,7 @@ def run_stage(run_dir: Path, work: Callable[[Path], dict[str, float]], *, force:
             log.info("reusing finished result %s (force=true redoes it)", done)
             return finished
         done.unlink(missing_ok=True)
+        remove_stale_temporaries(run_dir, recursive=True)  # what writers killed mid-write left
         if force:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         marker = _job_marker(run_dir)
@@ -128,3 +129,17 @@ def run_stage(run_dir: Path, work: Callable[[Path], dict[str, float]], *, force:
         check_finite(metrics, run_dir)
         write_json(done, {"format": STAGE_FORMAT, "metrics": metrics, "inputs": inputs})
     return metrics
+
+
+def unfinished_unless_readable(run_dir: Path, load: Callable[[], Any]) -> None:
+    """A finished stage whose output `load` cannot read (deleted, truncated) is not finished: its
+    record is removed, with a warning, so the stage runs again (a search redoes its good mask)."""
+    done = run_dir / STAGE_FILE
+    if not done.is_file():
+        return
+    try:
+        load()
+    except (FileNotFoundError, CorruptFileError) as error:
+        check_writable(run_dir)
+        log.warning("stage %s is not finished (%s); redoing it", run_dir, error)
+        done.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_object, instantiate
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from callbacks.epoch_order import EpochOrder
 from callbacks.exact_resume import ExactResume
@@ -24,6 +23,7 @@ from lightning_modules.glue_datamodule import GlueDataModule
 from lightning_modules.glue_module import GlueModule
 from lottery.io import atomic_directory
 from lottery.models import load_classifier, minilm_path, tiny_model
+from pipeline.checkpoints import AtomicCheckpointIO, StepCheckpoint, resume_from
 from pipeline.identity import record_settings
 from pipeline.run import Run, load_tokenizer, tokenizer_source
 from pipeline.stages import is_launching_process, run_stage
@@ -75,6 +75,7 @@ def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None 
     if not arguments.get("enable_progress_bar", True) or overrides.get("enable_progress_bar") is False:
         shared = [callback for callback in shared if not isinstance(callback, pl.callbacks.ProgressBar)]
     trainer = instantiate(arguments, _partial_=True)
+    overrides.setdefault("plugins", [AtomicCheckpointIO()])  # a failed checkpoint write keeps the previous one
     return trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=[*shared, *(callbacks or [])], **overrides)
 
 
@@ -120,16 +121,15 @@ def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, ca
     exactly where it stopped (batch order, dropout RNG, optimizer, schedule: `ExactResume`); every
     epoch trains on its own seeded order (`EpochOrder`)."""
     checkpoints = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=0,
-                                 every_n_train_steps=run.settings.recipe.checkpoint_every_n_steps)
+    checkpoint = StepCheckpoint(checkpoints, every_n_train_steps=run.settings.recipe.checkpoint_every_n_steps)
     trainer_overrides.setdefault("limit_val_batches", 0)
     trainer = make_trainer(run, run_dir, job_type, [*(callbacks or []), EpochOrder(), ExactResume(), checkpoint],
                            **trainer_overrides)
-    last = checkpoints / "last.ckpt"
-    if last.is_file():
+    last = resume_from(checkpoints / "last.ckpt")  # an unloadable one is set aside: start from scratch
+    if last is not None:
         log.info("resuming %s from %s", job_type, last)
     pl.seed_everything(run.seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=data or datamodule(run), ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=data or datamodule(run), ckpt_path=str(last) if last is not None else None)
     return trainer
 
 

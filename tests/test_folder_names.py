@@ -81,7 +81,7 @@ def names(tmp_path, monkeypatch) -> dict[str, tuple[str, str, str]]:
     """{case: (fine-tune folder, experiment folder, group)}; the experiment folder and group of a
     fine-tune-only case are '-' (it has none)."""
     import pipeline.run
-    import pipeline.training  # noqa: F401  (imported before the patch: it keeps its own load_tokenizer)
+    import pipeline.training  # before the patch: it keeps its own load_tokenizer
 
     # Folder names need no tokenizer (and bert-base-uncased's cannot be downloaded here).
     monkeypatch.setattr(pipeline.run, "load_tokenizer", lambda source: None)

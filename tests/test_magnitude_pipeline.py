@@ -3,7 +3,6 @@
 import itertools
 import json
 import logging
-import shutil
 
 import pytest
 import torch
@@ -101,11 +100,7 @@ def test_imp_resumes_after_a_kill_mid_round(tmp_path, tiny_glue, monkeypatch, ca
 
 def test_imp_under_ddp_sim_holds_identical_masks_on_both_ranks(tmp_path, tiny_glue, monkeypatch):
     run = make_run(compose_config(imp_overrides(tmp_path, tiny_glue, "trainer=ddp_sim", "imp.rounds=2")))
-    # The rounds run under DDP; the model they start from may be a one-process fine-tune (a 2-process
-    # fine-tune is another model, in its own folder, and costs a second spawn).
-    one_process = make_run(compose_config(imp_overrides(tmp_path / "one", tiny_glue, "imp.rounds=2")))
-    finetune(one_process)
-    shutil.copytree(one_process.finetune_dir, run.finetune_dir, dirs_exist_ok=True)
+    finetune(run)
     original = imp.resumable_fit
 
     def with_recorder(run, run_dir, module, job_type, callbacks=None, **kwargs):
@@ -117,3 +112,14 @@ def test_imp_under_ddp_sim_holds_identical_masks_on_both_ranks(tmp_path, tiny_gl
     # the search as it ended in the spawned ranks, not this process's untouched callback
     assert [record["step"] for record in summary.history] == [0, 1, 2] and summary.good_iteration == 2
     assert load_weight_masks(tmp_path / "imp" / "good.npz") == load_weight_masks(tmp_path / "rank0.npz")
+
+
+def test_a_deleted_good_mask_of_a_finished_search_redoes_the_search(finished, tiny_glue, caplog):
+    root, results = finished
+    good = experiment_dir(root, "stsb", "magnitude-paper") / "search" / "good.npz"
+    content = good.read_bytes()
+    good.unlink()
+    with caplog.at_level(logging.WARNING, logger="lottery"):
+        again = train(compose_config(magnitude_overrides(root, tiny_glue)))
+    assert f"stage {good.parent} is not finished" in caplog.text
+    assert good.read_bytes() == content and again == results

@@ -1,9 +1,12 @@
 """Tickets that travel: a model card in every retrained ticket's folder, and `python -m lottery.publish`
 up to the upload call (the Hub is not reachable here: a stand-in HfApi records the calls)."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 
-from lottery.publish import PublishError, check_folder, publish
+from lottery.publish import PublishError, check_folder, main, publish
 from pipeline import train
 from tests.helpers import compose_config, experiment_dir, tiny_overrides
 
@@ -30,15 +33,25 @@ def test_every_retrained_ticket_has_a_model_card(ticket):
 
 
 class FakeHub:
+    """Records the calls; `received`: the files an upload_folder call sends, chosen from its folder by
+    huggingface_hub's own filter (what HfApi.upload_folder applies to allow/ignore_patterns)."""
+
     def __init__(self):
         self.calls = []
+        self.received = None
 
     def create_repo(self, **kwargs):
         self.calls.append(("create_repo", kwargs))
         return f"https://huggingface.co/{kwargs['repo_id']}"
 
     def upload_folder(self, **kwargs):
+        from huggingface_hub.utils import filter_repo_objects
+
         self.calls.append(("upload_folder", kwargs))
+        folder = Path(kwargs["folder_path"])
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        self.received = sorted(filter_repo_objects(files, allow_patterns=kwargs.get("allow_patterns"),
+                                                   ignore_patterns=kwargs.get("ignore_patterns")))
 
 
 def test_publish_checks_the_folder_then_creates_and_uploads(ticket):
@@ -50,6 +63,46 @@ def test_publish_checks_the_folder_then_creates_and_uploads(ticket):
                                            "repo_type": "model"})
     assert hub.calls[1][0] == "upload_folder" and hub.calls[1][1]["folder_path"] == str(folder)
     assert {"config.json", "README.md", "model.safetensors"} <= set(check_folder(folder))
+
+
+SECRETS = {".env": "HF_TOKEN=hf_secret\n", "credentials.txt": "password\n", "checkpoints/last.ckpt": "pickled state",
+           "pytorch_model.bin": "a pickle", "logs/finetune/metrics.csv": "step,loss\n"}
+
+
+@pytest.fixture
+def cluttered(ticket, tmp_path):
+    """The ticket's folder with what must never leave the machine beside it."""
+    folder = tmp_path / "model"
+    shutil.copytree(ticket[0], folder)
+    for name, text in SECRETS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_publish_sends_only_the_ticket(cluttered, ticket):
+    hub = FakeHub()
+    publish(cluttered, "someone/tiny-rte-good", api=hub)
+    ticket_files = sorted(p.name for p in ticket[0].iterdir())  # what bert-lottery wrote: all of it goes
+    assert hub.received == ticket_files
+    assert {"config.json", "README.md", "model.safetensors", "tokenizer.json", "modeling_lottery_ticket.py",
+            "lottery_architectures.py"} <= set(hub.received)
+    assert not set(SECRETS) & set(hub.received)
+
+
+def test_dry_run_lists_what_would_go_and_what_is_left_out_and_uploads_nothing(cluttered, capsys, monkeypatch):
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a dry run contacted the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", no_hub)
+    assert main([str(cluttered), "--repo-id", "someone/x", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    would, left_out = out.split("Left out")
+    assert "Would upload" in would and "  model.safetensors\n" in would and "  config.json\n" in would
+    for name in SECRETS:
+        assert f"  {name}\n" in left_out and f"  {name}\n" not in would
 
 
 def test_publish_refuses_what_the_hub_could_not_load(tmp_path, ticket):

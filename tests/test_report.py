@@ -464,6 +464,70 @@ def test_main_with_fake_wandb(sweep, written, monkeypatch, capsys):
     assert f"under {sweep / 'report'}" in out and "table.md" in out
 
 
+def _snapshot(folder: Path) -> dict:
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_report_killed_half_way_leaves_the_previous_one_byte_identical(sweep, written, tmp_path, monkeypatch):
+    import shutil
+
+    from lottery.report import figures
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    before = _snapshot(copy / "report")
+    assert len(before) == len(written)
+    real, calls = figures.write_figure, {"n": 0}
+
+    def killed_at_the_third_figure(figure, stem):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(figure, stem)
+
+    monkeypatch.setattr(figures, "write_figure", killed_at_the_third_figure)
+    stale = _folder(copy, "rte", "magnitude-paper", 42) / "results.json"
+    stale.write_text(stale.read_text().replace('"accuracy"', '"accuracy" ', 1))  # a new report would differ
+    with pytest.raises(KeyboardInterrupt):
+        write_report(copy)
+    assert calls["n"] == 3
+    assert _snapshot(copy / "report") == before
+    assert not [p for p in copy.iterdir() if p.name.startswith(".")]  # no half-built report beside it
+
+
+def _one_run(root: Path) -> Path:
+    """A folder with a single structured run (a small report: fast)."""
+    write_results(root / "run" / "results.json", _result(np.random.default_rng(2), "rte", "structured-paper", 7))
+    return root
+
+
+def test_skipped_md_only_while_something_is_skipped(tmp_path):
+    root = _one_run(tmp_path / "sweep")
+    broken = root / "broken" / "results.json"
+    broken.parent.mkdir()
+    broken.write_text('{"format": ')
+    assert main([str(root)]) == 0 and str(broken) in (root / "report" / "skipped.md").read_text()
+    broken.unlink()  # the cause is fixed
+    assert main([str(root)]) == 0
+    assert (root / "report" / "table.md").is_file() and not (root / "report" / "skipped.md").exists()
+
+
+def test_out_never_replaces_a_folder_of_other_files(tmp_path, capsys):
+    root = _one_run(tmp_path / "sweep")
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "draft.tex").write_text("my paper")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(root), "--out", str(mine)])
+    assert exit_info.value.code == 2 and "is not an earlier report" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["draft.tex"]
+    out = tmp_path / "new"
+    assert main([str(root), "--out", str(out)]) == 0
+    (out / "stale.csv").write_text("from an older report")
+    assert main([str(root), "--out", str(out)]) == 0  # an earlier report is replaced whole
+    assert (out / "table.md").is_file() and not (out / "stale.csv").exists()
+
+
 def test_heatmaps_hatch_cells_not_above_chance(sweep, written):
     from lottery.report import figures
 

@@ -213,3 +213,57 @@ def test_a_stage_that_must_run_on_a_read_only_root_fails_with_one_line(finished,
     _read_only(monkeypatch, root)
     with pytest.raises(ReadOnlyError, match="read-only.*set paths.root to a writable folder"):
         train(compose_config(structured(root, tiny_glue, "search.threshold=0.5")))
+
+
+# ----- a broken mask file: one line, and the advice works -----
+def measured_alike(results: dict) -> dict:
+    """Results without the tickets' cost: a redrawn ticket's latency is measured again, never the same."""
+    return {**results, "tickets": {kind: {key: value for key, value in ticket.items() if key != "cost"}
+                                   for kind, ticket in results["tickets"].items()}}
+
+
+def test_a_ticket_mask_with_values_other_than_0_and_1_is_one_line_naming_the_file(finished, tiny_glue):
+    from lottery.masks import MaskValueError
+
+    root, results = finished
+    path = experiment_dir(root, "rte", "structured-paper") / "tickets" / "random.json"
+    content = path.read_text()
+    try:
+        data = json.loads(content)
+        data["head_mask"][0][0], data["mlp_mask"][1] = 0.5, 2
+        path.write_text(json.dumps(data))
+        with pytest.raises(MaskValueError) as error:
+            train(compose_config(structured(root, tiny_glue)))
+        assert f"from file {path}" in str(error.value) and "[0.5]" in str(error.value)
+        assert "delete it if bert-lottery wrote it" in str(error.value)
+        path.unlink()  # the advice: deleting it draws the ticket again
+        assert measured_alike(train(compose_config(structured(root, tiny_glue)))) == measured_alike(results)
+    finally:
+        if not path.is_file():
+            path.write_text(content)
+
+
+def test_a_damaged_good_mask_of_a_finished_search_redoes_the_search(finished, tiny_glue, caplog):
+    """Before: a truncated search/good.json said "delete it", and deleting it ended in FileNotFoundError
+    (a deleted one: tests/test_magnitude_pipeline.py)."""
+    root, results = finished
+    good = experiment_dir(root, "rte", "structured-paper") / "search" / "good.json"
+    content = good.read_text()
+    good.write_text(content[:25])
+    with caplog.at_level(logging.WARNING, logger="lottery"):
+        again = train(compose_config(structured(root, tiny_glue)))
+    assert f"stage {good.parent} is not finished" in caplog.text and "redoing it" in caplog.text
+    assert good.read_text() == content and measured_alike(again) == measured_alike(results)
+
+
+def test_a_weight_mask_file_with_other_values_is_one_line_naming_the_file(tmp_path):
+    import numpy as np
+
+    from lottery.magnitude import MASK_FILE_FORMAT, load_weight_masks
+    from lottery.masks import MaskValueError
+
+    path = tmp_path / "good.npz"
+    np.savez(path, format=np.array(MASK_FILE_FORMAT), names=np.array(["w"]), bits_0=np.array([0.5, 2.0]),
+             shape_0=np.array([2]))
+    with pytest.raises(MaskValueError, match=rf"{path}: the mask of 'w' holds float64 values such as \[0.5, 2.0\]"):
+        load_weight_masks(path)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lottery.errors import CorruptFileError
 from lottery.io import atomic_write
-from lottery.masks import MaskShapeError
+from lottery.masks import MaskShapeError, MaskValueError
 
 MASK_FILE_FORMAT = "bert-lottery/weight-masks/v1"
 
@@ -150,8 +150,15 @@ class WeightMasks(Mapping[str, Tensor]):
                 masks = {}
                 for i, name in enumerate(data["names"].tolist()):
                     shape = tuple(int(s) for s in data[f"shape_{i}"])
-                    bits = np.unpackbits(data[f"bits_{i}"], count=int(np.prod(shape, dtype=np.int64)))
+                    packed = data[f"bits_{i}"]
+                    if packed.dtype != np.uint8:  # e.g. 0.5 or 2 where bits belong
+                        raise MaskValueError(f"{path}: the mask of {name!r} holds {packed.dtype} values such as "
+                                             f"{packed.ravel()[:3].tolist()}, not the 0/1 bits bert-lottery writes: "
+                                             "delete the file if bert-lottery wrote it (it is computed again)")
+                    bits = np.unpackbits(packed, count=int(np.prod(shape, dtype=np.int64)))
                     masks[name] = torch.from_numpy(bits.astype(bool).reshape(shape))
+        except MaskValueError:
+            raise
         except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as error:
             raise CorruptFileError(f"{path} is not a readable weight-mask file ({type(error).__name__}: {error}); "
                                    "delete it to redo it") from None

@@ -1,5 +1,10 @@
 """Writing the whole report: tables, each group's figures, the analyses across groups, the protocol
-comparison, and the list of what could not be read."""
+comparison, and the list of what could not be read.
+
+The report is built in a temporary folder beside its target and swapped in whole at the end
+(`lottery.io.atomic_directory`), so a report that is killed or fails half-way leaves the previous
+one exactly as it was, and no file of an earlier report (a stale `skipped.md`) survives a new one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lottery.errors import CorruptFileError, ReadOnlyError
-from lottery.io import write_text
+from lottery.errors import CorruptFileError, LotteryError, ReadOnlyError
+from lottery.io import atomic_directory, write_text
 from lottery.report import figures
 from lottery.report.agreement import protocol_comparison
 from lottery.report.discover import NoResultsError, discover, group_runs
@@ -21,6 +26,10 @@ log = logging.getLogger("lottery")
 REPORT_DIRNAME = "report"
 
 
+class NotAReportError(LotteryError, FileExistsError):
+    """The report's folder exists and holds something else (the report would replace it)."""
+
+
 @dataclass
 class ReportOutcome:
     out: Path
@@ -29,10 +38,16 @@ class ReportOutcome:
 
 
 def _check_writable(out: Path) -> None:
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    """The report is built beside `out` and replaces it whole: `out`'s parent must be writable, and
+    an existing `out` must be a report (it has a table.md, as every report does) or empty, never a
+    folder of other files that replacing it would delete."""
+    existing = next((p for p in out.parents if p.exists()), None)
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         raise ReadOnlyError(f"cannot write the report into {out}: {existing} is read-only; pass --out FOLDER "
                             "to write it elsewhere")
+    if out.exists() and not (out.is_dir() and ((out / "table.md").is_file() or not any(out.iterdir()))):
+        raise NotAReportError(f"cannot write the report into {out}: it exists and is not an earlier report, and the "
+                            "report replaces its folder whole; pass --out with a new or empty folder")
 
 
 def write_report(directory: str | Path, *, out: str | Path | None = None, seed: int = 0) -> ReportOutcome:
@@ -47,7 +62,15 @@ def write_report(directory: str | Path, *, out: str | Path | None = None, seed: 
         raise NoResultsError(f"no readable results.json under {directory}: "
                              + "; ".join(f"{path}: {why}" for path, why in outcome.skipped))
     _check_writable(outcome.out)
-    out_dir, summary = outcome.out, summary_table(groups)
+    with atomic_directory(outcome.out) as staging:
+        _write(outcome, staging, directory, groups, seed)
+    outcome.written = [outcome.out / path.relative_to(staging) for path in outcome.written]
+    return outcome
+
+
+def _write(outcome: ReportOutcome, out_dir: Path, directory: Path, groups: dict, seed: int) -> None:
+    """Every file of the report into `out_dir` (the staging folder)."""
+    summary = summary_table(groups)
     outcome.written += [
         write_text(out_dir / "table.md", markdown_tables(summary, groups)),
         write_text(out_dir / "table.csv", summary.to_csv(index=False)),
@@ -84,4 +107,3 @@ def write_report(directory: str | Path, *, out: str | Path | None = None, seed: 
         lines = ["# Skipped", "", "These could not be read or drawn; everything else is in the report.", ""]
         lines += [f"- {what}: {why}" for what, why in outcome.skipped]
         outcome.written.append(write_text(out_dir / "skipped.md", "\n".join(lines) + "\n"))
-    return outcome

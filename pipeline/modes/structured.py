@@ -24,6 +24,7 @@ from lottery.masks import StructuredMasks
 from lottery.schema import SearchSummary
 from lottery.search import PHASE_CHANGES, TARGETS, SearchConfig
 from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
+from pipeline.checkpoints import resume_from
 from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
@@ -110,14 +111,14 @@ def search(run: Run, run_dir: Path, callbacks: list | None = None) -> SearchSumm
                                 accumulate=settings.importance.accumulate, num_batches=data.num_selection_batches())
     trainer = make_trainer(run, run_dir, "search", [pruning, *(callbacks or [])], max_epochs=SEARCH_EPOCH_LIMIT,
                            limit_val_batches=0, gradient_clip_val=None, enable_checkpointing=False)
-    last = pruning.checkpoint_path
-    if last.is_file():
+    last = resume_from(pruning.checkpoint_path)  # an unloadable one is set aside: start from scratch
+    if last is not None:
         log.info("resuming the mask search from %s", last)
     with search_warnings_expected():
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last is not None else None)
     found = pruning.finished()
     StructuredMasks(*found.good_mask()).save_json(run_dir / "good.json")
-    shutil.rmtree(last.parent, ignore_errors=True)
+    shutil.rmtree(pruning.checkpoint_path.parent, ignore_errors=True)
     return SearchSummary(full_score=found.full_score, threshold_score=found.threshold_score,
                          good_iteration=found.last_passing_iteration, iterations=found.iteration,
                          config=found.config.to_dict())

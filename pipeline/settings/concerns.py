@@ -37,6 +37,9 @@ EPOCH_ORDER_VERSION = 2
 FINETUNE_CONCERNS = ("model", "recipe", "data", "execution")
 
 
+SEED_LIMIT = 2**32  # numpy's seeds and Lightning's seed_everything take 0 <= seed < 2**32
+
+
 def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -352,6 +355,9 @@ class RunSettings:
     def __post_init__(self) -> None:
         if not is_integer(self.seed):
             raise ConfigError(f"seed must be an integer (e.g. seed=1337), got {self.seed!r}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"seed must lie in 0 <= seed < 2**32 = {SEED_LIMIT} (what numpy and torch accept), "
+                              f"got {self.seed}")
         if not self.task_spec:  # built in Python from a GLUE task's name
             object.__setattr__(self, "task_spec", {"name": self.task})
         paths = self.paths if self.paths.cache_dir else replace(self.paths, cache_dir=f"{self.paths.root}/.cache/tokenized")
