@@ -33,6 +33,7 @@ PROTOCOL_KEYS = {
     "phase_change": "search.phase_change",
     "sampling": "sampling",
     "magnitude_exit": "exit_mask",
+    "batching": "data.batching",
 }
 
 
