@@ -18,16 +18,18 @@ from lottery.tasks import Task, get_task
 class GlueModule(pl.LightningModule):
     def __init__(self, model: nn.Module, task: str | Task, lr: float = 2e-5, adam_eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
-                 schedule_epochs: int | None = None):
+                 schedule_epochs: int | None = None, empty_layer_bias: str = "keep"):
         """`schedule_epochs`: length of one learning-rate schedule in epochs when a fit holds several
-        (iterative magnitude pruning resets the schedule every round); default: the whole fit."""
+        (iterative magnitude pruning resets the schedule every round); default: the whole fit.
+        `empty_layer_bias`: with `masks`, whether a layer with every head masked keeps its attention
+        output bias (`lottery.masks.attach_masks`)."""
         super().__init__()
         self.save_hyperparameters(ignore=["model", "masks", "task"])
         self.model = model
         self.task = get_task(task) if isinstance(task, str) else task
         self.task_metrics = TaskMetrics(self.task)
         self.masks = masks
-        self._mask_handle = masks.attach(model) if masks is not None else None
+        self._mask_handle = masks.attach(model, empty_layer_bias) if masks is not None else None
 
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(**forward_inputs(self.model, batch))  # e.g. no token_type_ids for a decoder

@@ -34,6 +34,7 @@ PROTOCOL_KEYS = {
     "sampling": "sampling",
     "magnitude_exit": "exit_mask",
     "batching": "data.batching",
+    "empty_layer_bias": "empty_layer_bias",
 }
 
 

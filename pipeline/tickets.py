@@ -57,17 +57,22 @@ class StructuredTickets:
 
     @staticmethod
     def pruned_module(run: Run, masks: StructuredMasks) -> pl.LightningModule:
-        return GlueModule(load_finetuned(run), run.task, masks=masks)
+        return GlueModule(load_finetuned(run), run.task, masks=masks, empty_layer_bias=_empty_layer_bias(run))
 
     @staticmethod
     def retrain(run: Run, run_dir: Path, masks: StructuredMasks, kind: str) -> dict:
-        model = prune_structure(pretrained_model(run), masks)
+        model = prune_structure(pretrained_model(run), masks, _empty_layer_bias(run))
         return fit(run, run_dir, model, save_pruned, f"retrained-{kind}")
 
     @staticmethod
     def runnable(run: Run, masks: StructuredMasks) -> nn.Module:
         """The ticket as it would be deployed: physically smaller."""
-        return prune_structure(load_finetuned(run), masks)
+        return prune_structure(load_finetuned(run), masks, _empty_layer_bias(run))
+
+
+def _empty_layer_bias(run: Run) -> str:
+    """tickets.empty_layer_bias of a structured ticket run (protocol.empty_layer_bias)."""
+    return run.settings.tickets.empty_layer_bias
 
 
 class WeightTickets:
@@ -195,3 +200,4 @@ def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, floa
                   **{f"speedup_latency_b{size}": value for size, value in speedup["latency"].items()}}
     flat.update({key: float(value) for key, value in candidates.items() if value is not None})
     return flat
+

@@ -3,6 +3,8 @@ against a hand computation on the tiny model: a test here fails if its key's val
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from pipeline.run import make_run
@@ -25,3 +27,58 @@ def test_batching_is_the_authors_random_sampler_under_both_presets(tmp_path, tin
         assert batches == [order[i:i + size] for i in range(0, n, size)], preset
     grouped, _, _ = _train_batches(tmp_path, tiny_glue, "protocol.batching=length_grouped", "seed=3")
     assert grouped != batches and sorted(map(sorted, grouped)) != sorted(map(sorted, batches))
+
+
+def _attention_outputs(model, batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, output) of every layer's attention block in one forward of `batch`."""
+    seen = []
+    hooks = [layer.attention.register_forward_hook(lambda module, args, output: seen.append((args[0], output[0])))
+             for layer in model.bert.encoder.layer]
+    with torch.no_grad():
+        logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
+    for hook in hooks:
+        hook.remove()
+    return seen, logits
+
+
+def test_empty_layer_bias_drop_leaves_layernorm_of_the_input_masked_pruned_and_saved(tiny_model, tiny_batch, tmp_path):
+    # src/model_bert.py:285-296: every head of a layer pruned -> self.output.dense = None, and
+    # BertSelfOutput.forward (268-275) returns LayerNorm(input_tensor): no projection, no bias
+    from lottery.masks import StructuredMasks
+    from lottery.pruning import load_pruned, prune_structure, save_pruned
+
+    masks = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [1, 0, 1, 1]]), torch.tensor([1.0, 1]))
+    norm = tiny_model.bert.encoder.layer[0].attention.output.LayerNorm
+    bias = tiny_model.bert.encoder.layer[0].attention.output.dense.bias
+    with torch.no_grad():
+        bias.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))  # a random init's biases are 0
+    logits = {}
+    for choice, expected in (("drop", lambda x: norm(x)), ("keep", lambda x: norm(x + bias))):
+        with masks.attach(tiny_model, choice):
+            seen, logits[choice] = _attention_outputs(tiny_model, tiny_batch)
+        layer_input, layer_output = seen[0]
+        torch.testing.assert_close(layer_output, expected(layer_input), rtol=0, atol=1e-6)
+        pruned = prune_structure(copy.deepcopy(tiny_model), masks, choice)
+        _, pruned_logits = _attention_outputs(pruned, tiny_batch)
+        torch.testing.assert_close(pruned_logits, logits[choice], rtol=0, atol=1e-5)
+        assert (pruned.bert.encoder.layer[0].attention.output.dense.bias is None) == (choice == "drop")
+        loaded = load_pruned(save_pruned(pruned, tmp_path / choice))  # the exported ticket reproduces it
+        torch.testing.assert_close(_attention_outputs(loaded, tiny_batch)[1], logits[choice], rtol=0, atol=1e-5)
+    assert not torch.allclose(logits["drop"], logits["keep"], atol=1e-4)
+
+
+def test_empty_layer_bias_follows_the_protocol_into_the_tickets(tmp_path, tiny_glue, tiny_model, monkeypatch):
+    import pipeline.tickets
+    from lottery.masks import StructuredMasks
+
+    monkeypatch.setattr(pipeline.tickets, "load_finetuned", lambda run: copy.deepcopy(tiny_model))
+    masks = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1]]), torch.tensor([1.0, 1]))
+    for preset, expected in (("paper", "drop"), ("clean", "keep")):
+        run = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "experiment=structured", "task=rte",
+                                                     f"protocol={preset}")))
+        assert run.settings.tickets.empty_layer_bias == expected
+        ticket = pipeline.tickets.StructuredTickets.runnable(run, masks)
+        assert (ticket.bert.encoder.layer[0].attention.output.dense.bias is None) == (expected == "drop")
+        hooks = pipeline.tickets.StructuredTickets.pruned_module(run, masks).model.bert.encoder.layer[0]
+        assert len(hooks.attention.output.dense._forward_hooks) == (expected == "drop")
+

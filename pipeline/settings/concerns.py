@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from lottery.architectures import EMPTY_LAYER_BIASES
 from lottery.errors import ConfigError
 from lottery.importance import check_accumulation, get_criterion
 from lottery.models import TINY_FAMILIES
@@ -250,6 +251,22 @@ class TicketSettings(Concern):
         object.__setattr__(self, "kinds", kinds)
         if not kinds or any(kind not in KINDS for kind in kinds):
             raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
+
+
+@dataclass(frozen=True)
+class HeadTicketSettings(TicketSettings):
+    """Tickets that remove heads and whole MLPs (the structured and super modes)."""
+
+    empty_layer_bias: str = setting("drop", "a layer with every head pruned: drop (the authors' prune_heads, "
+                                    "src/model_bert.py:285-296: no attention output projection, so no bias) | "
+                                    "keep (its bias, what masking computes); pruned, retrained and exported "
+                                    "tickets alike", protocol="empty_layer_bias", unchanged="keep")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.empty_layer_bias not in EMPTY_LAYER_BIASES:
+            raise ConfigError(f"tickets.empty_layer_bias must be one of {EMPTY_LAYER_BIASES}, "
+                              f"got {self.empty_layer_bias!r}")
 
 
 @dataclass(frozen=True)
