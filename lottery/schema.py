@@ -35,6 +35,7 @@ PROTOCOL_KEYS = {
     "magnitude_exit": "exit_mask",
     "batching": "data.batching",
     "empty_layer_bias": "empty_layer_bias",
+    "random_accumulation": "random_accumulation",
 }
 
 

@@ -113,7 +113,9 @@ class WeightTickets:
         model = pretrained_model(run)
         masks.check_compatible(model)
         masks.apply_(model)
-        metrics = fit(run, run_dir, model, save_plain, f"retrained-{kind}", callbacks=[WeightMaskEnforcer(masks)])
+        accumulation = _random_accumulation(run) if kind == "random" else 1
+        metrics = fit(run, run_dir, model, save_plain, f"retrained-{kind}", callbacks=[WeightMaskEnforcer(masks)],
+                      accumulation=accumulation)
         parameters = dict(model.named_parameters())
         leaked = sum(int(torch.count_nonzero(parameters[name].detach().cpu()[~mask])) for name, mask in masks.items())
         if leaked:
@@ -201,3 +203,9 @@ def measure_cost(run: Run, full: nn.Module, ticket: nn.Module) -> dict[str, floa
     flat.update({key: float(value) for key, value in candidates.items() if value is not None})
     return flat
 
+
+def _random_accumulation(run: Run) -> int:
+    """magnitude.random_accumulation (protocol.random_accumulation); 1 for other weight-ticket modes
+    (the authors retrained only magnitude random tickets with accumulation, src/train_with_masks.sh)."""
+    magnitude = getattr(run.settings, "magnitude", None)
+    return int(magnitude.random_accumulation) if magnitude is not None else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from pipeline.run import make_run
@@ -82,3 +83,39 @@ def test_empty_layer_bias_follows_the_protocol_into_the_tickets(tmp_path, tiny_g
         hooks = pipeline.tickets.StructuredTickets.pruned_module(run, masks).model.bert.encoder.layer[0]
         assert len(hooks.attention.output.dense._forward_hooks) == (expected == "drop")
 
+
+def test_random_accumulation_retrains_the_magnitude_random_ticket_in_accumulated_halves(tmp_path, tiny_glue,
+                                                                                    monkeypatch):
+    # src/train_with_masks.sh, "Magnitude pruning - Random" (lines 282-305): per_gpu_train_batch_size 16,
+    # gradient_accumulation_steps 2 (good and bad: 32 x 1); run_glue.py:263-285 divides each loss by 2 and
+    # clips and steps once per 2 batches. Here: the trainer and the data each retraining gets (a fit of
+    # the tiny model costs seconds; Lightning's accumulate_grad_batches does the rest).
+    import pipeline.training
+    from lottery.magnitude import WeightMasks
+    from lottery.magnitude.eligibility import eligible_parameters
+    from pipeline.tickets import WeightTickets
+
+    class Recorded(Exception):
+        pass
+
+    seen = []
+
+    def recording(run, run_dir, module, job_type, callbacks=None, data=None, **overrides):
+        trainer = pipeline.training.make_trainer(run, run_dir, job_type, callbacks, **overrides)
+        data = data or pipeline.training.datamodule(run)
+        data.setup("fit")
+        sizes = [len(batch) for batch in data.train_dataloader().batch_sampler]
+        seen.append((job_type, sizes, trainer.accumulate_grad_batches))
+        raise Recorded
+
+    monkeypatch.setattr(pipeline.training, "resumable_fit", recording)
+    for preset in ("paper", "clean"):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=magnitude", "task=rte",
+                                                     f"protocol={preset}", "data.train_limit=16")))
+        masks = WeightMasks.ones_like(eligible_parameters(pipeline.training.pretrained_model(run)))
+        for kind in ("good", "random"):
+            with pytest.raises(Recorded):
+                WeightTickets.retrain(run, tmp_path / preset / kind, masks, kind)
+    # 16 examples, recipe batch 8: the paper's random ticket in 4 batches of 4, accumulated by 2 (2 steps)
+    assert seen == [("retrained-good", [8, 8], 1), ("retrained-random", [4, 4, 4, 4], 2),
+                    ("retrained-good", [8, 8], 1), ("retrained-random", [8, 8], 1)]
