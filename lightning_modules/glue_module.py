@@ -21,7 +21,7 @@ class GlueModule(pl.LightningModule):
     def __init__(self, model: nn.Module, task: str | Task, lr: float = 2e-5, adam_eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, masks: StructuredMasks | None = None,
                  schedule_epochs: int | None = None, adamw: str = "foreach", finite_check_every_n_steps: int = 50,
-                 log_every_step: bool = False):
+                 log_every_step: bool = False, empty_layer_bias: str = "keep"):
         """`schedule_epochs`: length of one learning-rate schedule in epochs when a fit holds several
         (iterative magnitude pruning resets the schedule every round); default: the whole fit.
 
@@ -37,7 +37,10 @@ class GlueModule(pl.LightningModule):
 
         `log_every_step`: hand the training loss to Lightning's `self.log` at every step, not only
         at the steps the loggers write (every trainer.log_every_n_steps); the log files are the
-        same, but each call costs Lightning a few milliseconds of CPU."""
+        same, but each call costs Lightning a few milliseconds of CPU.
+
+        `empty_layer_bias`: with `masks`, whether a layer with every head masked keeps its attention
+        output bias (`lottery.masks.attach_masks`)."""
         super().__init__()
         if adamw not in ADAMW_IMPLEMENTATIONS:
             raise ConfigError(f"speed.adamw must be one of {ADAMW_IMPLEMENTATIONS}, got {adamw!r}")
@@ -50,7 +53,7 @@ class GlueModule(pl.LightningModule):
         self.task = get_task(task) if isinstance(task, str) else task
         self.task_metrics = TaskMetrics(self.task)
         self.masks = masks
-        self._mask_handle = masks.attach(model) if masks is not None else None
+        self._mask_handle = masks.attach(model, empty_layer_bias) if masks is not None else None
         self._unchecked: list[tuple[int, float, torch.Tensor]] = []  # (step, learning rate, loss) since the last check
 
     def forward(self, batch: dict[str, torch.Tensor]):

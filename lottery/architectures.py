@@ -75,6 +75,12 @@ from torch import nn
 
 KEPT_UNITS_BUFFER = "lottery_kept_heads"
 STRUCTURE_KEY = "pruned_structure"
+# What a layer whose attention units are ALL removed keeps of its attention output projection:
+# "keep" its bias (what the masked model computes: an empty context projects to the bias), or "drop"
+# it, as the authors' physical pruning does (src/model_bert.py:285-296 `BertAttention.prune_heads`
+# sets `self.output.dense = None`, and `BertSelfOutput.forward`, lines 268-275, then returns
+# LayerNorm(input) with no projection bias). Recorded in the structure only when "drop".
+EMPTY_LAYER_BIASES = ("keep", "drop")
 
 # The roles the paper's BERT names for a layer's linears; every family maps them to its own modules
 # (magnitude pruning's `modules` setting lists roles, so one config serves every family).
@@ -543,21 +549,29 @@ def layers_of(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def current_structure(model: nn.Module) -> dict[str, list]:
+def current_structure(model: nn.Module) -> dict[str, Any]:
     """The model's recorded structure; for an unpruned model, everything present."""
     recorded = getattr(model.config, STRUCTURE_KEY, None)
     if recorded is not None:
-        return {"heads": [[int(unit) for unit in units] for units in recorded["heads"]],
-                "mlps": [int(mlp) for mlp in recorded["mlps"]]}
+        structure = {"heads": [[int(unit) for unit in units] for units in recorded["heads"]],
+                     "mlps": [int(mlp) for mlp in recorded["mlps"]]}
+        if recorded.get("empty_layer_bias", "keep") != "keep":
+            structure["empty_layer_bias"] = recorded["empty_layer_bias"]
+        return structure
     family = family_of(model)
     num_layers, num_units = len(family.layers(model)), family.num_units(model.config)
     return {"heads": [list(range(num_units)) for _ in range(num_layers)], "mlps": [1] * num_layers}
 
 
-def prune_to(model: nn.Module, heads: Sequence[Sequence[int]], mlps: Sequence[int]) -> dict[str, list]:
+def prune_to(model: nn.Module, heads: Sequence[Sequence[int]], mlps: Sequence[int],
+             empty_layer_bias: str = "keep") -> dict[str, Any]:
     """Prune `model` in place so that layer l keeps at most the units `heads[l]` (original indices)
-    and its MLP only if `mlps[l]`; what is already removed stays removed. Records the new structure
-    on the config (`pruned_structure`) and returns it."""
+    and its MLP only if `mlps[l]`; what is already removed stays removed. `empty_layer_bias="drop"`
+    also removes the attention output projection's bias of every layer left with no unit (the
+    authors' pruning; `EMPTY_LAYER_BIASES`). Records the new structure on the config
+    (`pruned_structure`) and returns it."""
+    if empty_layer_bias not in EMPTY_LAYER_BIASES:
+        raise ValueError(f"empty_layer_bias must be one of {EMPTY_LAYER_BIASES}, got {empty_layer_bias!r}")
     family = family_of(model)
     config = model.config
     layers = family.layers(model)
@@ -574,6 +588,12 @@ def prune_to(model: nn.Module, heads: Sequence[Sequence[int]], mlps: Sequence[in
         if structure["mlps"][index] == 1 and not int(mlps[index]):
             family.prune_mlp(layer, config)
             structure["mlps"][index] = 0
+        if empty_layer_bias == "drop" and not kept:
+            output = _get(layer, family.output_projection)
+            if output.bias is not None:
+                output.bias = None  # the projection of an empty context is then exact zeros
+    if empty_layer_bias == "drop":
+        structure["empty_layer_bias"] = "drop"
     setattr(config, STRUCTURE_KEY, structure)
     return structure
 
@@ -585,5 +605,5 @@ def apply_recorded_structure(model: nn.Module) -> nn.Module:
     if structure is None:
         return model
     setattr(model.config, STRUCTURE_KEY, None)  # the freshly built model is still whole
-    prune_to(model, structure["heads"], structure["mlps"])
+    prune_to(model, structure["heads"], structure["mlps"], structure.get("empty_layer_bias", "keep"))
     return model

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lottery.architectures import KEPT_UNITS_BUFFER
+from lottery.architectures import EMPTY_LAYER_BIASES, KEPT_UNITS_BUFFER
 from lottery.errors import CorruptFileError, LotteryError
 from lottery.io import content_hash, read_json, write_json
 from lottery.models import encoder_layers, model_family, model_shape
@@ -227,8 +227,8 @@ class StructuredMasks:
         return masks
 
     # ----- applying to a model -----
-    def attach(self, model: nn.Module) -> MaskHandle:
-        return attach_masks(model, self)
+    def attach(self, model: nn.Module, empty_layer_bias: str = "keep") -> MaskHandle:
+        return attach_masks(model, self, empty_layer_bias)
 
 
 class MaskHandle:
@@ -289,6 +289,25 @@ class _HeadGate:
         return (gated, *args[1:])
 
 
+class _EmptyLayerBias:
+    """Forward hook on the attention output projection (`empty_layer_bias="drop"`): a layer whose
+    units all have gate 0 outputs zeros instead of the projection's bias, as the authors' physically
+    pruned model (src/model_bert.py:285-296: no attention output projection left)."""
+
+    def __init__(self, masks: StructuredMasks, layer: int) -> None:
+        self.masks = masks
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        gate = self.masks.head[self.layer].detach()
+        kept = getattr(module, KEPT_UNITS_BUFFER, None)
+        if kept is not None:
+            gate = gate.index_select(0, kept.to(gate.device))
+        if bool((gate != 0).any()):
+            return None
+        return torch.zeros_like(output)
+
+
 class _MlpGate:
     """Forward hook on the MLP gate module (BERT: `output.dropout`): scales the MLP block's output
     before the residual add (and LayerNorm)."""
@@ -309,15 +328,22 @@ def _reject_head_mask(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> N
         raise ValueError(HEAD_MASK_MESSAGE)
 
 
-def attach_masks(model: nn.Module, masks: StructuredMasks) -> MaskHandle:
-    """Gate `model`'s attention units and MLPs with `masks` until the returned handle's `remove()`."""
+def attach_masks(model: nn.Module, masks: StructuredMasks, empty_layer_bias: str = "keep") -> MaskHandle:
+    """Gate `model`'s attention units and MLPs with `masks` until the returned handle's `remove()`.
+    `empty_layer_bias="drop"`: a layer with every unit gated off loses its attention output bias too
+    (what `prune_structure(..., empty_layer_bias="drop")` computes)."""
+    if empty_layer_bias not in EMPTY_LAYER_BIASES:
+        raise ValueError(f"empty_layer_bias must be one of {EMPTY_LAYER_BIASES}, got {empty_layer_bias!r}")
     check_shape(masks.shape, model_shape(model), f"StructuredMasks attached to {type(model).__name__}")
     if attached_masks(model) is not None:
         raise ValueError("this model already has StructuredMasks attached; remove that handle first")
     family = model_family(model)
     hooks = [model.register_forward_pre_hook(_reject_head_mask, with_kwargs=True)]
     for index, layer in enumerate(encoder_layers(model)):
-        hooks.append(layer.get_submodule(family.output_projection).register_forward_pre_hook(_HeadGate(masks, index)))
+        output = layer.get_submodule(family.output_projection)
+        hooks.append(output.register_forward_pre_hook(_HeadGate(masks, index)))
+        if empty_layer_bias == "drop":
+            hooks.append(output.register_forward_hook(_EmptyLayerBias(masks, index)))
         hooks.append(layer.get_submodule(family.mlp_gate).register_forward_hook(_MlpGate(masks, index)))
     model._lottery_masks = masks
     return MaskHandle(model, masks, hooks)

@@ -57,17 +57,18 @@ def pruned_structure(model: nn.Module) -> dict[str, list]:
     return current_structure(model)
 
 
-def prune_structure(model: nn.Module, masks: StructuredMasks) -> nn.Module:
+def prune_structure(model: nn.Module, masks: StructuredMasks, empty_layer_bias: str = "keep") -> nn.Module:
     """Remove, in place, the attention units and MLPs whose gate is 0; returns the model.
 
     Gates of units/MLPs already removed are ignored (they cannot come back). Mask hooks attached
-    before pruning keep working.
+    before pruning keep working. `empty_layer_bias="drop"`: a layer left with no unit loses its
+    attention output bias too, as the authors' pruning (`lottery.architectures.EMPTY_LAYER_BIASES`).
     """
     check_shape(masks.shape, model_shape(model), f"StructuredMasks used to prune {type(model).__name__}")
     head_gates = masks.head.detach().cpu().tolist()
     mlp_gates = masks.mlp.detach().cpu().tolist()
     kept = [[unit for unit, gate in enumerate(row) if gate == 1] for row in head_gates]
-    prune_to(model, kept, [int(gate == 1) for gate in mlp_gates])
+    prune_to(model, kept, [int(gate == 1) for gate in mlp_gates], empty_layer_bias)
     return model
 
 

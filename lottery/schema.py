@@ -33,6 +33,9 @@ PROTOCOL_KEYS = {
     "phase_change": "search.phase_change",
     "sampling": "sampling",
     "magnitude_exit": "exit_mask",
+    "batching": "data.batching",
+    "empty_layer_bias": "empty_layer_bias",
+    "random_accumulation": "random_accumulation",
 }
 
 

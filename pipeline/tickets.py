@@ -60,17 +60,22 @@ class StructuredTickets:
 
     @staticmethod
     def pruned_module(run: Run, masks: StructuredMasks) -> pl.LightningModule:
-        return GlueModule(load_finetuned(run), run.task, masks=masks)
+        return GlueModule(load_finetuned(run), run.task, masks=masks, empty_layer_bias=_empty_layer_bias(run))
 
     @staticmethod
     def retrain(run: Run, run_dir: Path, masks: StructuredMasks, kind: str) -> dict:
-        model = prune_structure(pretrained_model(run), masks)
+        model = prune_structure(pretrained_model(run), masks, _empty_layer_bias(run))
         return fit(run, run_dir, model, save_pruned, f"retrained-{kind}")
 
     @staticmethod
     def runnable(run: Run, masks: StructuredMasks) -> nn.Module:
         """The ticket as it would be deployed: physically smaller."""
-        return prune_structure(load_finetuned(run), masks)
+        return prune_structure(load_finetuned(run), masks, _empty_layer_bias(run))
+
+
+def _empty_layer_bias(run: Run) -> str:
+    """tickets.empty_layer_bias of a structured ticket run (protocol.empty_layer_bias)."""
+    return run.settings.tickets.empty_layer_bias
 
 
 class WeightTickets:
@@ -111,7 +116,9 @@ class WeightTickets:
         model = pretrained_model(run)
         masks.check_compatible(model)
         masks.apply_(model)
-        metrics = fit(run, run_dir, model, save_plain, f"retrained-{kind}", callbacks=[WeightMaskEnforcer(masks)])
+        accumulation = _random_accumulation(run) if kind == "random" else 1
+        metrics = fit(run, run_dir, model, save_plain, f"retrained-{kind}", callbacks=[WeightMaskEnforcer(masks)],
+                      accumulation=accumulation)
         parameters = dict(model.named_parameters())
         leaked = sum(int(torch.count_nonzero(parameters[name].detach().cpu()[~mask])) for name, mask in masks.items())
         if leaked:
@@ -256,3 +263,10 @@ def measure_cost(run: Run, full: FullModelCost, ticket: nn.Module) -> dict[str, 
                       **{f"latency_vs_flops_b{size}": value for size, value in measured["latency_vs_flops"].items()}}
         flat.update({f"{prefix}{key}": float(value) for key, value in candidates.items() if value is not None})
     return flat
+
+
+def _random_accumulation(run: Run) -> int:
+    """magnitude.random_accumulation (protocol.random_accumulation); 1 for other weight-ticket modes
+    (the authors retrained only magnitude random tickets with accumulation, src/train_with_masks.sh)."""
+    magnitude = getattr(run.settings, "magnitude", None)
+    return int(magnitude.random_accumulation) if magnitude is not None else 1

@@ -21,6 +21,7 @@ from callbacks.epoch_order import EpochOrder
 from callbacks.exact_resume import ExactResume
 from lightning_modules.glue_datamodule import GlueDataModule
 from lightning_modules.glue_module import GlueModule
+from lottery.errors import ConfigError
 from lottery.io import atomic_directory
 from lottery.models import load_classifier, minilm_path, tiny_model
 from pipeline.checkpoints import AtomicCheckpointIO, StepCheckpoint, resume_from
@@ -134,10 +135,19 @@ def resumable_fit(run: Run, run_dir: Path, module: GlueModule, job_type: str, ca
 
 
 def fit(run: Run, run_dir: Path, model: torch.nn.Module, save: Callable[[torch.nn.Module, Path], None],
-        job_type: str, callbacks: list | None = None) -> dict:
-    """Fine-tune `model` with the run's recipe (resumable), score it on dev, save it to `run_dir/model`."""
+        job_type: str, callbacks: list | None = None, accumulation: int = 1) -> dict:
+    """Fine-tune `model` with the run's recipe (resumable), score it on dev, save it to `run_dir/model`.
+    `accumulation` > 1: the same effective batch in `accumulation` microbatches, gradients accumulated
+    (the loss of each divided by `accumulation`, clipped once before the step, as run_glue.py:263-285)."""
     module = recipe_module(run, model)
-    trainer = resumable_fit(run, run_dir, module, job_type, callbacks)
+    extra = {}
+    if accumulation > 1:
+        batch = run.settings.data.batch_size
+        if batch % accumulation:
+            raise ConfigError(f"a batch of {batch} cannot be cut into {accumulation} equal microbatches for gradient "
+                              "accumulation: choose a recipe.batch_size divisible by it, or accumulation 1")
+        extra = {"data": datamodule(run, batch_size=batch // accumulation), "accumulate_grad_batches": accumulation}
+    trainer = resumable_fit(run, run_dir, module, job_type, callbacks, **extra)
     metrics = evaluate(run, module, run_dir, f"{job_type}-eval")
     if is_launching_process() and trainer.is_global_zero:
         with atomic_directory(run_dir / "model") as folder:

@@ -30,14 +30,14 @@ def sweep(tmp_path_factory, tiny_glue):
 
 def test_patterns_json_has_a_type_per_head_for_both_models(sweep):
     root, _ = sweep
-    data = json.loads((experiment_dir(root, "rte", "patterns", seed=1) / "patterns.json").read_text())
+    data = json.loads((experiment_dir(root, "rte", "patterns-paper", seed=1) / "patterns.json").read_text())
     for model in ("pretrained", "finetuned"):
         types = data[model]["types"]
         assert len(types) == 2 and all(len(row) == 4 for row in types)
         assert {t for row in types for t in row} <= set(TYPES)
         assert set(data[model]["features"]) == {"vertical", "diagonal", "block", "concentration"}
         assert data[model]["examples"] == 8
-    assert (experiment_dir(root, "rte", "patterns", seed=1) / "maps_finetuned.npz").is_file()
+    assert (experiment_dir(root, "rte", "patterns-paper", seed=1) / "maps_finetuned.npz").is_file()
 
 
 def test_every_ticket_records_what_it_costs(sweep):

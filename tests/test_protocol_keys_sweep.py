@@ -21,14 +21,16 @@ def _swept_flips() -> list[str]:
 
 
 def test_every_protocol_key_has_a_flip_and_the_sweep_runs_the_structured_ones():
-    assert set(FLIPS) == {"none", *presets()["paper"]}  # a new protocol key needs its file in conf/protocol_flip
-    assert sorted(_swept_flips()) == ["accumulate", "none", "phase_change", "sampling"]
+    paper, clean = presets()["paper"], presets()["clean"]
+    differing = {key for key in paper if paper[key] != clean[key]}  # a key both presets share has nothing to flip
+    assert set(FLIPS) == {"none", *differing}  # a new protocol key needs its file in conf/protocol_flip
+    assert sorted(_swept_flips()) == ["accumulate", "empty_layer_bias", "none", "phase_change", "sampling"]
 
 
 def test_each_flip_changes_its_key_alone_to_the_clean_value(tiny_glue):
     paper, clean = presets()["paper"], presets()["clean"]
     for flip in FLIPS:
-        experiment = "magnitude" if flip == "magnitude_exit" else "structured"
+        experiment = "magnitude" if flip in ("magnitude_exit", "random_accumulation") else "structured"
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"experiment={experiment}", "model=tiny",
                                                            f"data.glue_dir={tiny_glue}", "protocol=paper",

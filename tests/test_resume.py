@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -122,25 +123,44 @@ def result_files(root: Path) -> dict[Path, bytes]:
     return files
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    root = tmp_path_factory.mktemp("uninterrupted")
+def uninterrupted(root: Path) -> None:
     for experiment in EXPERIMENTS:
         run(root, experiment)
-    return root
 
 
-@pytest.fixture(scope="module")
-def killed(tmp_path_factory):
-    """The same experiments, each killed at its points and started again until it finished."""
-    root = tmp_path_factory.mktemp("killed")
+def killed_and_rerun(root: Path) -> list[str]:
+    """The experiments killed at each of their points and started again until they finished; the
+    points that were hit."""
     kills = []
     for experiment, points in KILL_POINTS.items():
         for what, trigger, test in points:
             if run_and_kill(root, experiment, trigger, test):
                 kills.append(what)
         run(root, experiment)
-    return root, kills
+    return kills
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(uninterrupted root, killed root, kill points hit). The uninterrupted runs go in a second
+    thread while the killed ones run here: each is one single-threaded process at a time, so the two
+    chains share 2 cores instead of waiting for each other (the files do not depend on timing)."""
+    reference, killed = tmp_path_factory.mktemp("uninterrupted"), tmp_path_factory.mktemp("killed")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        finished = pool.submit(uninterrupted, reference)
+        kills = killed_and_rerun(killed)
+        finished.result()
+    return reference, killed, kills
+
+
+@pytest.fixture(scope="module")
+def reference(runs):
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def killed(runs):
+    return runs[1], runs[2]
 
 
 def test_every_kill_point_was_hit(killed):

@@ -74,7 +74,7 @@ FLIPS = {
     "model.name_or_path": "bert-base-uncased", "model.random_init": False, "model.family": "roberta", "task": "mrpc",
     "seed": 7, "recipe.lr": 1e-4, "recipe.batch_size": 16, "recipe.eval_batch_size": 32, "recipe.max_epochs": 2,
     "recipe.max_length": 64, "recipe.adam_eps": 1e-6, "recipe.weight_decay": 0.01, "recipe.warmup_ratio": 0.1,
-    "recipe.grad_clip": None, "data.train_limit": 10, "data.eval_limit": 10, "data.batching": "uniform",
+    "recipe.grad_clip": None, "data.train_limit": 10, "data.eval_limit": 10, "data.batching": "length_grouped",
     "data.pad_to": 64, "data.max_length": 32, "data.batch_size": 4, "data.eval_batch_size": 4,
     "execution.accelerator": "gpu", "execution.devices": 2, "execution.num_nodes": 2,
     "execution.strategy": {"_target_": "pytorch_lightning.strategies.DDPStrategy"}, "execution.precision": "bf16-mixed",
@@ -162,7 +162,9 @@ def test_protocol_keys_and_tags_come_from_the_fields(tmp_path, tiny_glue):
     get_mode("finetune")
     declared = {key: path for mode in MODES.values() for key, path in protocol_settings(mode.settings).items()}
     assert declared == {"accumulate": "importance.accumulate", "phase_change": "search.phase_change",
-                        "sampling": "tickets.sampling", "magnitude_exit": "magnitude.exit_mask"}
+                        "sampling": "tickets.sampling", "magnitude_exit": "magnitude.exit_mask",
+                        "batching": "data.batching", "empty_layer_bias": "tickets.empty_layer_bias",
+                        "random_accumulation": "magnitude.random_accumulation"}
     assert set(declared) == set(PROTOCOL_KEYS)  # the report pairs protocols by the same keys
     for key in declared:  # each preset sets each key
         assert all(key in OmegaConf.load(path) for path in (CONF / "protocol").glob("*.yaml"))

@@ -34,6 +34,7 @@ from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
 from pipeline.settings import ALWAYS, Concern, TicketRunSettings, setting
+from pipeline.settings.concerns import check_positive_integer
 from pipeline.tickets import WeightTickets
 from pipeline.training import evaluate, load_finetuned, recipe_module
 
@@ -77,15 +78,27 @@ class MagnitudeSettings(WeightPruningSettings):
     max_steps: int = setting(10, "pruning steps evaluated at most (the authors' loop: 10)", identity=ALWAYS)
     exit_mask: str = setting("previous", "previous (the authors': at most max_steps - 1 steps in a ticket) | "
                              "last_passing", identity=ALWAYS, protocol="magnitude_exit")
+    random_accumulation: int = setting(2, "gradient accumulation of the random ticket's retraining, at the same "
+                                       "effective batch (microbatches of recipe.batch_size / this): 2 (the authors' "
+                                       "src/train_with_masks.sh: batch 16 x 2 for random, 32 x 1 for good and bad) | 1",
+                                       protocol="random_accumulation", unchanged=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_positive_integer(self.random_accumulation, "magnitude.random_accumulation")
         MagnitudeSearch(fraction=float(self.fraction), max_steps=self.max_steps, exit_mask=self.exit_mask)
 
 
 @dataclass(frozen=True, kw_only=True)
 class MagnitudeRunSettings(TicketRunSettings):
     magnitude: MagnitudeSettings = setting(factory=MagnitudeSettings)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        batch, accumulation = self.data.batch_size, self.magnitude.random_accumulation
+        if "random" in self.tickets.kinds and self.tickets.retrain and batch % accumulation:
+            raise ConfigError(f"magnitude.random_accumulation={accumulation} cannot cut a batch of {batch} into equal "
+                              "microbatches: choose a recipe.batch_size divisible by it, or random_accumulation=1")
 
     @property
     def weight_pruning(self) -> WeightPruningSettings:

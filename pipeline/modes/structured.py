@@ -31,10 +31,10 @@ from pipeline.run import Run
 from pipeline.settings import (
     ALWAYS,
     Concern,
+    HeadTicketSettings,
     ImportanceSettings,
     SearchSettings,
     TicketRunSettings,
-    TicketSettings,
     setting,
 )
 from pipeline.tickets import StructuredTickets
@@ -71,7 +71,7 @@ class StructuredSettings(Concern):
 
 
 @dataclass(frozen=True)
-class StructuredTicketSettings(TicketSettings):
+class StructuredTicketSettings(HeadTicketSettings):
     sampling: str = setting("bernoulli", "random tickets: bernoulli (the paper: each element kept with good's "
                             "survival rate) | exact (exactly good's size)", identity=ALWAYS, protocol="sampling")
 

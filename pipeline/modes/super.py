@@ -18,7 +18,15 @@ from lottery.tickets import KINDS
 from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
-from pipeline.settings import ALWAYS, NEVER, Concern, SearchSettings, TicketRunSettings, TicketSettings, setting
+from pipeline.settings import (
+    ALWAYS,
+    NEVER,
+    Concern,
+    HeadTicketSettings,
+    SearchSettings,
+    TicketRunSettings,
+    setting,
+)
 from pipeline.tickets import StructuredTickets
 
 
@@ -41,7 +49,7 @@ class SuperSearchSettings(SearchSettings):
 
 
 @dataclass(frozen=True)
-class SuperTicketSettings(TicketSettings):
+class SuperTicketSettings(HeadTicketSettings):
     kinds: tuple[str, ...] = setting(KINDS, "the super tickets to score (recorded as their masks' content)",
                                      identity=ALWAYS)
 

@@ -6,6 +6,7 @@ from pipeline.settings.concerns import (
     CostSettings,
     DataSettings,
     ExecutionSettings,
+    HeadTicketSettings,
     ImportanceSettings,
     ModelSettings,
     PathSettings,
@@ -19,7 +20,7 @@ from pipeline.settings.concerns import (
 from pipeline.settings.declare import ALWAYS, IF_CHANGED, NEVER, Concern, describe, protocol_values, setting, tags
 
 __all__ = [
-    "ALWAYS", "IF_CHANGED", "NEVER", "Concern", "CostSettings", "DataSettings", "ExecutionSettings",
+    "ALWAYS", "IF_CHANGED", "NEVER", "Concern", "CostSettings", "DataSettings", "ExecutionSettings", "HeadTicketSettings",
     "ImportanceSettings", "ModelSettings", "PathSettings", "RecipeSettings", "RunSettings", "SearchSettings",
     "SelectionSettings", "TicketRunSettings", "TicketSettings", "describe", "protocol_values", "setting", "tags",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from lottery.architectures import EMPTY_LAYER_BIASES
 from lottery.errors import ConfigError
 from lottery.importance import check_accumulation, get_criterion
 from lottery.models import TINY_FAMILIES
@@ -124,8 +125,9 @@ class DataSettings(Concern):
 
     train_limit: int | None = setting(None, "the first N training examples only (debugging)", identity=ALWAYS)
     eval_limit: int | None = setting(None, "the first N dev examples only (debugging)", identity=ALWAYS)
-    batching: str = setting("length_grouped", "uniform (the authors' RandomSampler) | length_grouped (less "
-                            "padding); a new seeded order every epoch", identity=ALWAYS)
+    batching: str = setting("uniform", "uniform (the authors' RandomSampler, src/run_glue.py:154) | length_grouped "
+                            "(less padding, faster; a speed setting); a new seeded order every epoch",
+                            identity=ALWAYS, protocol="batching")
     pad_to: int | None = setting(None, "pad every batch to this length (benchmarks)", identity=ALWAYS)
     max_length: int | None = setting(None, "tokens per example (None: recipe.max_length)", identity=ALWAYS)
     batch_size: int | None = setting(None, "training batch (None: recipe.batch_size)", identity=ALWAYS)
@@ -290,6 +292,22 @@ class TicketSettings(Concern):
             raise ConfigError(f"tickets.kinds must be a non-empty list of {list(KINDS)}, got {list(kinds)}")
         if self.retrain_processes != "auto" and (not is_integer(self.retrain_processes) or self.retrain_processes < 1):
             raise ConfigError(f"tickets.retrain_processes must be a positive integer or auto, got {self.retrain_processes!r}")
+
+
+@dataclass(frozen=True)
+class HeadTicketSettings(TicketSettings):
+    """Tickets that remove heads and whole MLPs (the structured and super modes)."""
+
+    empty_layer_bias: str = setting("drop", "a layer with every head pruned: drop (the authors' prune_heads, "
+                                    "src/model_bert.py:285-296: no attention output projection, so no bias) | "
+                                    "keep (its bias, what masking computes); pruned, retrained and exported "
+                                    "tickets alike", protocol="empty_layer_bias", unchanged="keep")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.empty_layer_bias not in EMPTY_LAYER_BIASES:
+            raise ConfigError(f"tickets.empty_layer_bias must be one of {EMPTY_LAYER_BIASES}, "
+                              f"got {self.empty_layer_bias!r}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""The protocol keys that reproduce the authors' training around the search (conf/protocol), each
+against a hand computation on the tiny model: a test here fails if its key's value is ignored."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pipeline.run import make_run
+from pipeline.training import datamodule
+from tests.helpers import compose_config, tiny_overrides
+
+
+def _train_batches(tmp_path, tiny_glue, *overrides: str) -> tuple[list[list[int]], int, int]:
+    run = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", *overrides)))
+    data = datamodule(run)
+    data.setup("fit")
+    return list(data.train_dataloader().batch_sampler), len(data.train_dataset), run.settings.data.batch_size
+
+
+def test_batching_is_the_authors_random_sampler_under_both_presets(tmp_path, tiny_glue):
+    # src/run_glue.py:154: RandomSampler over the training set, cut into consecutive batches
+    for preset in ("paper", "clean"):
+        batches, n, size = _train_batches(tmp_path, tiny_glue, f"protocol={preset}", "seed=3")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(3 + 0)).tolist()  # epoch 0
+        assert batches == [order[i:i + size] for i in range(0, n, size)], preset
+    grouped, _, _ = _train_batches(tmp_path, tiny_glue, "protocol.batching=length_grouped", "seed=3")
+    assert grouped != batches and sorted(map(sorted, grouped)) != sorted(map(sorted, batches))
+
+
+def _attention_outputs(model, batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, output) of every layer's attention block in one forward of `batch`."""
+    seen = []
+    hooks = [layer.attention.register_forward_hook(lambda module, args, output: seen.append((args[0], output[0])))
+             for layer in model.bert.encoder.layer]
+    with torch.no_grad():
+        logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
+    for hook in hooks:
+        hook.remove()
+    return seen, logits
+
+
+def test_empty_layer_bias_drop_leaves_layernorm_of_the_input_masked_pruned_and_saved(tiny_model, tiny_batch, tmp_path):
+    # src/model_bert.py:285-296: every head of a layer pruned -> self.output.dense = None, and
+    # BertSelfOutput.forward (268-275) returns LayerNorm(input_tensor): no projection, no bias
+    from lottery.masks import StructuredMasks
+    from lottery.pruning import load_pruned, prune_structure, save_pruned
+
+    masks = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [1, 0, 1, 1]]), torch.tensor([1.0, 1]))
+    norm = tiny_model.bert.encoder.layer[0].attention.output.LayerNorm
+    bias = tiny_model.bert.encoder.layer[0].attention.output.dense.bias
+    with torch.no_grad():
+        bias.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))  # a random init's biases are 0
+    logits = {}
+    for choice, expected in (("drop", lambda x: norm(x)), ("keep", lambda x: norm(x + bias))):
+        with masks.attach(tiny_model, choice):
+            seen, logits[choice] = _attention_outputs(tiny_model, tiny_batch)
+        layer_input, layer_output = seen[0]
+        torch.testing.assert_close(layer_output, expected(layer_input), rtol=0, atol=1e-6)
+        pruned = prune_structure(copy.deepcopy(tiny_model), masks, choice)
+        _, pruned_logits = _attention_outputs(pruned, tiny_batch)
+        torch.testing.assert_close(pruned_logits, logits[choice], rtol=0, atol=1e-5)
+        assert (pruned.bert.encoder.layer[0].attention.output.dense.bias is None) == (choice == "drop")
+        loaded = load_pruned(save_pruned(pruned, tmp_path / choice))  # the exported ticket reproduces it
+        torch.testing.assert_close(_attention_outputs(loaded, tiny_batch)[1], logits[choice], rtol=0, atol=1e-5)
+    assert not torch.allclose(logits["drop"], logits["keep"], atol=1e-4)
+
+
+def test_empty_layer_bias_follows_the_protocol_into_the_tickets(tmp_path, tiny_glue, tiny_model, monkeypatch):
+    import pipeline.tickets
+    from lottery.masks import StructuredMasks
+
+    monkeypatch.setattr(pipeline.tickets, "load_finetuned", lambda run: copy.deepcopy(tiny_model))
+    masks = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1]]), torch.tensor([1.0, 1]))
+    for preset, expected in (("paper", "drop"), ("clean", "keep")):
+        run = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "experiment=structured", "task=rte",
+                                                     f"protocol={preset}")))
+        assert run.settings.tickets.empty_layer_bias == expected
+        ticket = pipeline.tickets.StructuredTickets.runnable(run, masks)
+        assert (ticket.bert.encoder.layer[0].attention.output.dense.bias is None) == (expected == "drop")
+        hooks = pipeline.tickets.StructuredTickets.pruned_module(run, masks).model.bert.encoder.layer[0]
+        assert len(hooks.attention.output.dense._forward_hooks) == (expected == "drop")
+
+
+def test_random_accumulation_retrains_the_magnitude_random_ticket_in_accumulated_halves(tmp_path, tiny_glue,
+                                                                                    monkeypatch):
+    # src/train_with_masks.sh, "Magnitude pruning - Random" (lines 282-305): per_gpu_train_batch_size 16,
+    # gradient_accumulation_steps 2 (good and bad: 32 x 1); run_glue.py:263-285 divides each loss by 2 and
+    # clips and steps once per 2 batches. Here: the trainer and the data each retraining gets (a fit of
+    # the tiny model costs seconds; Lightning's accumulate_grad_batches does the rest).
+    import pipeline.training
+    from lottery.magnitude import WeightMasks
+    from lottery.magnitude.eligibility import eligible_parameters
+    from pipeline.tickets import WeightTickets
+
+    class Recorded(Exception):
+        pass
+
+    seen = []
+
+    def recording(run, run_dir, module, job_type, callbacks=None, data=None, **overrides):
+        trainer = pipeline.training.make_trainer(run, run_dir, job_type, callbacks, **overrides)
+        data = data or pipeline.training.datamodule(run)
+        data.setup("fit")
+        sizes = [len(batch) for batch in data.train_dataloader().batch_sampler]
+        seen.append((job_type, sizes, trainer.accumulate_grad_batches))
+        raise Recorded
+
+    monkeypatch.setattr(pipeline.training, "resumable_fit", recording)
+    for preset in ("paper", "clean"):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=magnitude", "task=rte",
+                                                     f"protocol={preset}", "data.train_limit=16")))
+        masks = WeightMasks.ones_like(eligible_parameters(pipeline.training.pretrained_model(run)))
+        for kind in ("good", "random"):
+            with pytest.raises(Recorded):
+                WeightTickets.retrain(run, tmp_path / preset / kind, masks, kind)
+    # 16 examples, recipe batch 8: the paper's random ticket in 4 batches of 4, accumulated by 2 (2 steps)
+    assert seen == [("retrained-good", [8, 8], 1), ("retrained-random", [4, 4, 4, 4], 2),
+                    ("retrained-good", [8, 8], 1), ("retrained-random", [8, 8], 1)]
