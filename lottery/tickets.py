@@ -21,6 +21,11 @@ from lottery.search import TARGETS
 
 KINDS = ("good", "random", "bad")  # the tickets an experiment draws from its good mask
 SAMPLINGS = ("exact", "bernoulli")
+# Whether the random ticket's pruned and retrained rows use one mask ("same") or two draws ("separate":
+# the authors' franken_bert.py draws the pruned one with numpy seeded 42 for every model, their
+# run_glue.py the retrained one with the model's seed).
+RANDOM_PAIRINGS = ("same", "separate")
+PRUNED_RANDOM_SEED = 42  # franken_bert.py's --seed default (line 351), set before each model's draw (372, 918)
 RANDOM_SEED_OFFSET = 0
 BAD_SEED_OFFSET = 1
 

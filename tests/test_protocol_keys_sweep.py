@@ -24,7 +24,8 @@ def test_every_protocol_key_has_a_flip_and_the_sweep_runs_the_structured_ones():
     paper, clean = presets()["paper"], presets()["clean"]
     differing = {key for key in paper if paper[key] != clean[key]}  # a key both presets share has nothing to flip
     assert set(FLIPS) == {"none", *differing}  # a new protocol key needs its file in conf/protocol_flip
-    assert sorted(_swept_flips()) == ["accumulate", "empty_layer_bias", "none", "phase_change", "sampling"]
+    assert sorted(_swept_flips()) == ["accumulate", "empty_layer_bias", "none", "phase_change",
+                                     "random_pairing", "sampling"]
 
 
 def test_each_flip_changes_its_key_alone_to_the_clean_value(tiny_glue):

@@ -4,6 +4,8 @@ against a hand computation on the tiny model: a test here fails if its key's val
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -119,3 +121,56 @@ def test_random_accumulation_retrains_the_magnitude_random_ticket_in_accumulated
     # 16 examples, recipe batch 8: the paper's random ticket in 4 batches of 4, accumulated by 2 (2 steps)
     assert seen == [("retrained-good", [8, 8], 1), ("retrained-random", [4, 4, 4, 4], 2),
                     ("retrained-good", [8, 8], 1), ("retrained-random", [8, 8], 1)]
+
+
+def test_random_pairing_scores_the_seed_42_draw_pruned_and_the_model_seed_draw_retrained(tmp_path, tiny_glue,
+                                                                                         tiny_model, monkeypatch):
+    # src/franken_bert.py:860-865/894-898 (pruned row): np.random.rand with numpy seeded 42 (--seed's
+    # default, set at 372 and again after each model at 918), for every model seed alike;
+    # src/run_glue.py:758-763/797-801 (retrained row): the same Bernoulli rule, numpy seeded with the
+    # model's --seed (711). Here the same rule from our sampler: torch.rand of a generator seeded so.
+    import pipeline.tickets
+    from lottery.masks import StructuredMasks
+    from lottery.schema import Ticket
+    from pipeline.modes.structured import draw, draw_retrained
+    from pipeline.tickets import StructuredTickets, draw_tickets, score_tickets
+
+    good = StructuredMasks(torch.tensor([[1.0, 0, 1, 1], [0, 1, 0, 0]]), torch.tensor([1.0, 0]))
+
+    def bernoulli(seed: int) -> tuple[list, list]:  # heads first, then MLPs, from one generator
+        generator = torch.Generator().manual_seed(seed)
+        head = (torch.rand(8, generator=generator) < 4 / 8).float().view(2, 4)
+        return head.int().tolist(), (torch.rand(2, generator=generator) < 1 / 2).int().tolist()
+
+    assert bernoulli(42) != bernoulli(3)  # the two draws differ at this size
+    used = []
+    monkeypatch.setattr(StructuredTickets, "pruned_module", staticmethod(lambda run, masks: masks))
+    monkeypatch.setattr(pipeline.tickets, "evaluate",
+                        lambda run, masks, run_dir, job: used.append((job, masks.head.int().tolist(),
+                                                                      masks.mlp.int().tolist())) or {"accuracy": 0.5})
+    monkeypatch.setattr(StructuredTickets, "retrain", staticmethod(
+        lambda run, run_dir, masks, kind: used.append((f"retrained-{kind}", masks.head.int().tolist(),
+                                                       masks.mlp.int().tolist())) or {"accuracy": 0.5}))
+    for preset, pruned_seed in (("paper", 42), ("clean", 3)):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=structured",
+                                                     "task=rte", f"protocol={preset}", "seed=3",
+                                                     "tickets.sampling=bernoulli", "tickets.kinds=[random]",
+                                                     "tickets.cost=false")))
+        folder = tmp_path / preset / "tickets"
+        tickets = draw_tickets(run, StructuredTickets, folder, draw(run, good, tiny_model), tiny_model)
+        own = draw_tickets(run, StructuredTickets, folder, draw_retrained(run, good, tiny_model), tiny_model,
+                           retrained=True)
+        used.clear()
+        scored = score_tickets(run, tmp_path / preset, StructuredTickets, tickets, tiny_model, retrained_masks=own)
+        assert used == [("pruned-random", *bernoulli(pruned_seed)), ("retrained-random", *bernoulli(3))], preset
+        ticket = Ticket(**json.loads(json.dumps(asdict(scored["random"]))))  # as results.json holds it
+        assert (ticket.head_mask, ticket.mlp_mask) == bernoulli(pruned_seed)
+        retrained = ticket.as_retrained()
+        assert (retrained.head_mask, retrained.mlp_mask) == bernoulli(3)
+        if preset == "paper":
+            assert ticket.retrained_mask["mask_file"] == "tickets/random_retrained.json"
+            saved = StructuredMasks.load_json(folder / "random_retrained.json")
+            assert (saved.head.int().tolist(), saved.mlp.int().tolist()) == bernoulli(3)
+            assert retrained.heads_kept == sum(map(sum, bernoulli(3)[0])) and retrained.mask_file.endswith("_retrained.json")
+        else:
+            assert ticket.retrained_mask is None and not (folder / "random_retrained.json").exists()
