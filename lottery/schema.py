@@ -37,6 +37,7 @@ PROTOCOL_KEYS = {
     "empty_layer_bias": "empty_layer_bias",
     "random_accumulation": "random_accumulation",
     "random_pairing": "random_pairing",
+    "super_random": "super_random",
 }
 
 

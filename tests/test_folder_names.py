@@ -65,7 +65,8 @@ def cases() -> list[str]:
                  "search.threshold=0.5", "recipe.max_epochs=2", "imp.modules=[intermediate.dense,output.dense]",
                  "model=minilm", "task=stsb"):
         found.append(f"experiment=imp {flip}")
-    for flip in ("", "protocol=clean", "tickets.kinds=[good,random]", "tickets.kinds=[bad]", "task=stsb"):
+    for flip in ("", "protocol=clean", "tickets.kinds=[good,random]", "tickets.kinds=[bad]", "task=stsb",
+                 "tickets.super_random=once"):
         found.append(f"experiment=super super.dir=SUPER {flip}".strip())
     for flip in ("", "patterns.examples=32", "patterns.hand_labels=LABELS", "task=stsb"):
         found.append(f"experiment=patterns {flip}".strip())
@@ -213,11 +214,12 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     'experiment=imp imp.modules=[intermediate.dense,output.dense]': ('finetune-7dde5ced', 'imp-paper-85b05349', '7961e4a6'),
     'experiment=imp model=minilm': ('finetune-85a4a1bc', 'imp-paper-21e7f88e', 'da2d30b5'),
     'experiment=imp task=stsb': ('finetune-2bdd9adf', 'imp-paper-75bdcc95', '71e15603'),
-    'experiment=super super.dir=SUPER': ('finetune-7dde5ced', 'super-paper-c5c3ad56', '5e1761f6'),
+    'experiment=super super.dir=SUPER': ('finetune-7dde5ced', 'super-paper-72f01729', 'd9b64181'),
     'experiment=super super.dir=SUPER protocol=clean': ('finetune-7dde5ced', 'super-clean-0f91c5c6', '2eb9ac8e'),
-    'experiment=super super.dir=SUPER tickets.kinds=[good,random]': ('finetune-7dde5ced', 'super-paper-807d6bc6', '69333f87'),
-    'experiment=super super.dir=SUPER tickets.kinds=[bad]': ('finetune-7dde5ced', 'super-paper-201df80e', '474e7f64'),
-    'experiment=super super.dir=SUPER task=stsb': ('finetune-2bdd9adf', 'super-paper-365eda59', '88689461'),
+    'experiment=super super.dir=SUPER tickets.kinds=[good,random]': ('finetune-7dde5ced', 'super-paper-72f01729', 'd9b64181'),
+    'experiment=super super.dir=SUPER tickets.kinds=[bad]': ('finetune-7dde5ced', 'super-paper-fcf68137', '047edcf8'),
+    'experiment=super super.dir=SUPER task=stsb': ('finetune-2bdd9adf', 'super-paper-8ec64c36', '5a40b2b5'),
+    'experiment=super super.dir=SUPER tickets.super_random=once': ('finetune-7dde5ced', 'super-custom-c5c3ad56', '5e1761f6'),
     'experiment=patterns': ('finetune-7dde5ced', 'patterns-paper-10320ca2', 'd642a480'),
     'experiment=patterns patterns.examples=32': ('finetune-7dde5ced', 'patterns-paper-8e598e41', 'dae75547'),
     'experiment=patterns patterns.hand_labels=LABELS': ('finetune-7dde5ced', 'patterns-paper-8033e1c8', '93268b47'),

@@ -174,3 +174,36 @@ def test_random_pairing_scores_the_seed_42_draw_pruned_and_the_model_seed_draw_r
             assert retrained.heads_kept == sum(map(sum, bernoulli(3)[0])) and retrained.mask_file.endswith("_retrained.json")
         else:
             assert ticket.retrained_mask is None and not (folder / "random_retrained.json").exists()
+
+
+def test_super_random_is_drawn_again_for_each_seed_from_super_good_and_bad(tmp_path, tiny_glue, tiny_model):
+    # src/compute_super_masks.py:120-147: for each seed of a task, the middling (random) mask is drawn
+    # again (random.sample, line 141-142) from the elements in neither super-good nor super-bad, resized
+    # to super-good's size; clean: super_random.json, one draw per task. Here the resizing by hand:
+    # drop random members of the pool, or add random elements not in it (generator seeded seed + 0).
+    from lottery.masks import StructuredMasks
+    from pipeline.modes.super import draw
+
+    good = StructuredMasks(torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]]), torch.tensor([1.0, 0]))
+    bad = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [0, 0, 1, 1]]), torch.tensor([0.0, 1]))
+    once = StructuredMasks(torch.tensor([[0.0, 0, 0, 1], [1, 0, 0, 0]]), torch.tensor([1.0, 0]))
+    for kind, masks in (("good", good), ("bad", bad), ("random", once)):
+        masks.save_json(tmp_path / f"super_{kind}.json")
+
+    def by_hand(seed: int) -> tuple[list, list]:
+        head = torch.zeros(8)
+        head[torch.tensor([2, 3, 4, 5])] = 1  # in neither: 4 for 2 -> drop 2 of them
+        head[torch.tensor([2, 3, 4, 5])[torch.randperm(4, generator=torch.Generator().manual_seed(seed))[:2]]] = 0
+        mlp = torch.zeros(2)  # in neither: none for 1 -> add 1 of the 2 MLPs
+        mlp[torch.randperm(2, generator=torch.Generator().manual_seed(seed))[:1]] = 1
+        return head.view(2, 4).int().tolist(), mlp.int().tolist()
+
+    drawn = {}
+    for preset, seed in (("paper", 3), ("paper", 4), ("clean", 3)):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=super", "task=rte",
+                                                     f"protocol={preset}", f"seed={seed}", f"super.dir={tmp_path}")))
+        random = draw(run, None, tiny_model)["random"]()
+        drawn[preset, seed] = random.head.int().tolist(), random.mlp.int().tolist()
+    assert drawn["paper", 3] == by_hand(3) and drawn["paper", 4] == by_hand(4)
+    assert by_hand(3) != by_hand(4)  # the seeds draw different masks at this size
+    assert drawn["clean", 3] == (once.head.int().tolist(), once.mlp.int().tolist())
