@@ -64,7 +64,8 @@ def make_run(model: str, epochs: int, train_examples: int, eval_examples: int, e
     overrides = [*model_overrides, "task=stsb", f"trainer={trainer}", f"recipe.max_epochs={epochs}",
                  f"data.train_limit={train_examples}", f"data.eval_limit={eval_examples}",
                  f"paths.root={root}",
-                 f"trainer.precision={'bf16-mixed' if RUNTIME.bf16 else '32-true'}", *extra]
+                 f"trainer.precision={'bf16-mixed' if RUNTIME.bf16 else '32-true'}",
+                 f"protocol.precision={'bf16' if RUNTIME.bf16 else 'fp32'}", *extra]  # on a GPU the two must agree
     return pipeline_run(compose(overrides))
 
 

@@ -38,6 +38,7 @@ PROTOCOL_KEYS = {
     "random_accumulation": "random_accumulation",
     "random_pairing": "random_pairing",
     "super_random": "super_random",
+    "precision": "precision",  # protocol.precision (trainer.gpu_precision) is recorded by its effect: Lightning's precision
 }
 
 
@@ -143,6 +144,7 @@ class Results:
     search: dict[str, Any] = field(default_factory=dict)  # SearchSummary.to_dict()
     warning: str | None = None
     label_names: list[str] | None = None  # class names in label-id order (None: a regression)
+    precision: dict[str, Any] | None = None  # what the fits ran at: device (gpu | cpu), Lightning's precision, tf32 (GPU)
     tickets: dict[str, Ticket] = field(default_factory=dict)
     format: str = RESULTS_FORMAT
     version: int = RESULTS_VERSION

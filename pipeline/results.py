@@ -41,6 +41,7 @@ def new_results(run: Run, full_metrics: dict, num_layers: int, num_heads: int, s
         figures=list(mode.figures), metric=run.task.pruning_metric, table_metric=run.task.headline_metric,
         metrics=list(run.task.all_metrics), num_layers=num_layers, num_heads=num_heads, full=full_metrics,
         majority_baseline=majority, search=search.to_dict(), warning=warning, label_names=list(run.task.labels) or None,
+        precision=run.settings.execution.numerics(),
     )
 
 

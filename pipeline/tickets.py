@@ -234,7 +234,7 @@ def cost_devices(execution: ExecutionSettings, cost: CostSettings) -> list[str]:
 
 def cost_precision(run: Run) -> str:
     """The precision the run's models run at (bf16 under trainer.precision=bf16-*, else fp32)."""
-    return "bf16" if str(run.settings.execution.precision).startswith("bf16") else "fp32"
+    return "bf16" if run.settings.execution.lightning_precision.startswith("bf16") else "fp32"
 
 
 class FullModelCost:

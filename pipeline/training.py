@@ -27,6 +27,7 @@ from lottery.models import load_classifier, minilm_path, tiny_model
 from pipeline.checkpoints import AtomicCheckpointIO, StepCheckpoint, resume_from
 from pipeline.identity import record_settings
 from pipeline.run import Run, load_tokenizer, tokenizer_source
+from pipeline.settings.concerns import ExecutionSettings
 from pipeline.stages import is_launching_process, run_stage
 
 log = logging.getLogger("lottery")
@@ -67,6 +68,7 @@ def datamodule(run: Run, **overrides) -> GlueDataModule:
 
 def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None = None, **overrides) -> pl.Trainer:
     settings = run.settings
+    no_tf32(settings.execution)
     loggers = [instantiate(logger, _partial_=True)(run_dir=run_dir, job_type=job_type, run=run)
                for logger in (settings.loggers or {}).values() if logger]
     shared = [instantiate(callback) for callback in (settings.callbacks or {}).values() if callback]
@@ -78,6 +80,15 @@ def make_trainer(run: Run, run_dir: Path, job_type: str, callbacks: list | None 
     trainer = instantiate(arguments, _partial_=True)
     overrides.setdefault("plugins", [AtomicCheckpointIO()])  # a failed checkpoint write keeps the previous one
     return trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=[*shared, *(callbacks or [])], **overrides)
+
+
+def no_tf32(execution: ExecutionSettings) -> None:
+    """On a GPU, float32 matmuls and convolutions in full fp32, never TF32: a fp32 run computes as the
+    authors' (protocol.precision=fp32), a bf16-mixed one keeps its fp32 ops exact. torch's defaults
+    differ (matmul off, cuDNN on) and another library may have changed them; a CPU has no TF32."""
+    if execution.on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
 
 def finish_wandb() -> None:

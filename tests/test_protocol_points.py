@@ -207,3 +207,45 @@ def test_super_random_is_drawn_again_for_each_seed_from_super_good_and_bad(tmp_p
     assert drawn["paper", 3] == by_hand(3) and drawn["paper", 4] == by_hand(4)
     assert by_hand(3) != by_hand(4)  # the seeds draw different masks at this size
     assert drawn["clean", 3] == (once.head.int().tolist(), once.mlp.int().tolist())
+
+
+def test_precision_maps_to_lightnings_precision_and_tf32_off_on_a_gpu_and_fp32_on_a_cpu(tmp_path, tiny_glue,
+                                                                                      monkeypatch):
+    # The authors' scripts never pass src/run_glue.py's --fp16 (line 617; apex AMP at 186-191): full fp32.
+    # No GPU here: the Trainer's arguments are recorded instead of building it.
+    import pipeline.training
+    from lottery.errors import ConfigError
+
+    built = []
+    real = pipeline.training.instantiate
+
+    def recording(config, *args, **kwargs):
+        if isinstance(config, dict) and config.get("_target_") == "pytorch_lightning.Trainer":
+            built.append(config["precision"])
+            return lambda **_: None
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.training, "instantiate", recording)
+    seen, flags = {}, (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        for trainer in ("gpu", "cpu"):
+            for preset in ("paper", "clean"):
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+                run = make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", f"trainer={trainer}",
+                                                             f"protocol={preset}")))
+                pipeline.training.make_trainer(run, tmp_path, "probe")
+                seen[trainer, preset] = (built.pop(), run.settings.execution.numerics(),
+                                         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                                         run.finetune_dir.name)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    assert seen["gpu", "paper"][:4] == ("32-true", {"device": "gpu", "precision": "32-true", "tf32": False}, False, False)
+    assert seen["gpu", "clean"][:4] == ("bf16-mixed", {"device": "gpu", "precision": "bf16-mixed", "tf32": False},
+                                        False, False)
+    for preset in ("paper", "clean"):  # a CPU: fp32, TF32 flags untouched (no TF32 there)
+        assert seen["cpu", preset][:4] == ("32-true", {"device": "cpu", "precision": "32-true"}, True, True)
+    assert seen["cpu", "paper"][4] == seen["cpu", "clean"][4]  # one fine-tune on a CPU
+    assert seen["gpu", "paper"][4] != seen["gpu", "clean"][4]
+    with pytest.raises(ConfigError, match=r"^trainer.precision=bf16-mixed contradicts protocol.precision=fp32"):
+        make_run(compose_config(tiny_overrides(tmp_path, tiny_glue, "task=rte", "trainer=gpu",
+                                               "trainer.precision=bf16-mixed")))

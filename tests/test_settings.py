@@ -58,7 +58,8 @@ def test_the_trainer_defaults_are_conf_trainer_cpus():
     typed = {item.name for item in fields(ExecutionSettings) if item.name != "trainer"}
     rest = {key: value for key, value in node.items() if key not in typed | {"max_epochs", "gradient_clip_val"}}
     assert rest == TRAINER_DEFAULTS
-    assert {key: node[key] for key in typed if key in node} == {"accelerator": "cpu", "devices": 1, "precision": "32-true"}
+    assert {key: node[key] for key in typed if key in node} == {"accelerator": "cpu", "devices": 1, "precision": None,
+                                                                "gpu_precision": "fp32"}
 
 
 def test_a_missing_value_and_a_bad_value_are_one_line_each():
@@ -101,7 +102,9 @@ KEPT = {
 # Not part of the hash, but of the folder's place or readable name: model.id and paths.root (its
 # place), protocol (the label), data.glue_dir (its content is hashed, not its place), task_spec (a
 # custom task's definition enters the identity as task_definition: tests/test_custom_tasks.py).
-ELSEWHERE = ("model.id", "paths.root", "protocol", "data.glue_dir", "task_spec")
+# execution.gpu_precision (protocol.precision): on a CPU it changes only the protocol label, on a GPU its
+# effect, execution.precision (tests/test_protocol_points.py)
+ELSEWHERE = ("model.id", "paths.root", "protocol", "data.glue_dir", "task_spec", "execution.gpu_precision")
 
 
 def flipped(settings, path: str, value):
@@ -165,7 +168,8 @@ def test_protocol_keys_and_tags_come_from_the_fields(tmp_path, tiny_glue):
                         "sampling": "tickets.sampling", "magnitude_exit": "magnitude.exit_mask",
                         "batching": "data.batching", "empty_layer_bias": "tickets.empty_layer_bias",
                         "random_accumulation": "magnitude.random_accumulation",
-                        "random_pairing": "tickets.random_pairing", "super_random": "tickets.super_random"}
+                        "random_pairing": "tickets.random_pairing", "super_random": "tickets.super_random",
+                        "precision": "trainer.gpu_precision"}
     assert set(declared) == set(PROTOCOL_KEYS)  # the report pairs protocols by the same keys
     for key in declared:  # each preset sets each key
         assert all(key in OmegaConf.load(path) for path in (CONF / "protocol").glob("*.yaml"))

@@ -65,7 +65,7 @@ def test_results_record_their_protocol_and_settings(finished):
     assert results["settings"]["structured"]["search"]["threshold"] == 0.9
     assert results["protocol"]["keys"] == {"accumulate": "running", "phase_change": "failed", "sampling": "bernoulli",
                                            "batching": "uniform", "empty_layer_bias": "drop",
-                                           "random_pairing": "separate"}
+                                           "random_pairing": "separate", "precision": "fp32"}
 
 
 # ----- stuck, broken, edited and corrupt -----

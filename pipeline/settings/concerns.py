@@ -36,6 +36,8 @@ SPLITS = ("dev", "train_holdout", "train_subset")
 EPOCH_ORDER_VERSION = 2
 # The concerns that determine the fine-tuned model (the rest determine what an experiment does with it).
 FINETUNE_CONCERNS = ("model", "recipe", "data", "execution")
+# protocol.precision on a GPU -> Lightning's precision (a CPU always runs 32-true unless trainer.precision says)
+GPU_PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
 
 
 SEED_LIMIT = 2**32  # numpy's seeds and Lightning's seed_everything take 0 <= seed < 2**32
@@ -162,9 +164,46 @@ class ExecutionSettings(Concern):
     devices: Any = setting(1, "devices per node (auto: every GPU here)", identity=ALWAYS)
     num_nodes: int = setting(1, "nodes", identity=ALWAYS)
     strategy: Any = setting(None, "a Lightning strategy: a name, or a {_target_: ...} config", identity=ALWAYS)
-    precision: str = setting("32-true", "32-true | bf16-mixed | ...", identity=ALWAYS)
+    precision: str | None = setting(None, "Lightning's precision (32-true | bf16-mixed | ...); null: from "
+                                    "trainer.gpu_precision on a GPU, 32-true on a CPU. On a GPU it must agree with "
+                                    "trainer.gpu_precision", identity=ALWAYS)
+    gpu_precision: str = setting("fp32", "on a GPU: fp32 (the authors: full fp32, TF32 off) | bf16 (bf16-mixed); a CPU "
+                                 "runs fp32 either way", identity=NEVER, protocol="precision")
     trainer: Mapping[str, Any] = setting(help="the other arguments of the Lightning Trainer, as given",
                                          identity=NEVER, config="*", factory=lambda: dict(TRAINER_DEFAULTS))
+
+    def __post_init__(self) -> None:
+        if self.gpu_precision not in GPU_PRECISIONS:
+            raise ConfigError(f"protocol.precision (trainer.gpu_precision) must be one of {tuple(GPU_PRECISIONS)}, "
+                              f"got {self.gpu_precision!r}")
+        wanted = GPU_PRECISIONS[self.gpu_precision]
+        if self.precision is not None and self.on_gpu and str(self.precision) != wanted:
+            raise ConfigError(f"trainer.precision={self.precision} contradicts protocol.precision={self.gpu_precision} "
+                              f"({wanted}) on a GPU: leave trainer.precision unset and choose protocol.precision "
+                              f"({' | '.join(GPU_PRECISIONS)})")
+
+    @property
+    def on_gpu(self) -> bool:
+        accelerator = str(self.accelerator)
+        if accelerator == "auto":
+            import torch
+
+            return torch.cuda.is_available()
+        return accelerator in ("gpu", "cuda")
+
+    @property
+    def lightning_precision(self) -> str:
+        """The precision the Trainer runs at: trainer.precision if given, else protocol.precision's on a
+        GPU (fp32 -> 32-true, bf16 -> bf16-mixed) and 32-true on a CPU."""
+        if self.precision is not None:
+            return str(self.precision)
+        return GPU_PRECISIONS[self.gpu_precision] if self.on_gpu else "32-true"
+
+    def numerics(self) -> dict[str, Any]:
+        """What precision the fits run at, as results.json records it: the device kind, Lightning's
+        precision and, on a GPU, whether TF32 is allowed (never: `pipeline.training.make_trainer`)."""
+        return {"device": "gpu" if self.on_gpu else "cpu", "precision": self.lightning_precision,
+                **({"tf32": False} if self.on_gpu else {})}
 
     @property
     def world_size(self) -> int:
@@ -187,7 +226,8 @@ class ExecutionSettings(Concern):
     def trainer_arguments(self) -> dict[str, Any]:
         """Keyword arguments of the Trainer (with its `_target_`)."""
         typed = {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
-                 "precision": self.precision, **({"strategy": self.strategy} if self.strategy is not None else {})}
+                 "precision": self.lightning_precision,
+                 **({"strategy": self.strategy} if self.strategy is not None else {})}
         return {"_target_": "pytorch_lightning.Trainer", **typed, **self.trainer}
 
 
@@ -399,7 +439,7 @@ class RunSettings:
             "seed": int(self.seed),
             "recipe": self.recipe.recorded(),
             "data": {**self.data.recorded(), "files": dict(files), "epoch_order": EPOCH_ORDER_VERSION},
-            "holdout_excluded": self.search.split == "train_holdout", "precision": str(self.execution.precision),
+            "holdout_excluded": self.search.split == "train_holdout", "precision": self.execution.lightning_precision,
             "execution": {**self.execution.recorded(), **self.speed.adamw_identity(self.execution.accelerator)},
         }
         for name in FINETUNE_CONCERNS:
