@@ -142,11 +142,12 @@ def fine_tune_rows(args: argparse.Namespace, repeats: int, after_each=None) -> l
         if args.fine_tune_examples:
             train, dev = (int(v) for v in args.fine_tune_examples.split(","))
         else:
-            train, dev = (320, 128) if args.quick else (2880, 512) if name == "tiny" else (256, 128)
+            train, dev = (96, 32) if args.quick else (2880, 512) if name == "tiny" else (256, 128)
         variants = {"all_off": fit_overhead.ALL_OFF}
         if not args.quick:
             variants.update(GPU_LEVERS if on_gpu and name != "tiny" else fit_overhead.EACH_OFF if name == "tiny" else {})
-        details, times, _ = fit_overhead.fine_tunes(name, 3, train, dev, repeats, variants)
+        epochs = 1 if args.quick else 3  # --quick checks the plumbing, in seconds
+        details, times, _ = fit_overhead.fine_tunes(name, epochs, train, dev, repeats, variants)
         target = None if args.quick else FINE_TUNE_TARGETS.get(name, 1.10)
         rows.append(fit_overhead.fit_vs_plain_row(
             f"fine_tune_vs_plain_{name if name in ('tiny', 'minilm') else index}",
