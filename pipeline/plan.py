@@ -70,7 +70,8 @@ def model_config(run: Run):
     try:
         return AutoConfig.from_pretrained(source, num_labels=run.task.num_labels)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"model {source}: its config is not readable ({error}); the run would fail the same "
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"model {source}: its config is not readable ({first_line}); the run would fail the same "
                           "way: check model.name_or_path") from error
 
 
@@ -88,7 +89,7 @@ def current_device(run: Run) -> tuple[str, str]:
 class Compute:
     """A stage's work: FLOPs and projected seconds (None: no rate measured here)."""
 
-    flops: float
+    flops: float | None  # None: not estimated (the model's config is not readable here)
     seconds: float | None
 
     def text(self) -> str:
@@ -100,19 +101,24 @@ class Projection:
 
     def __init__(self, run: Run, throughput_file: Path) -> None:
         self.run = run
-        self.params = model_parameters(run)
         self.max_length = int(run.settings.data.max_length)
         self.examples: dict[str, Examples] = {}
         self.notes: list[str] = []
         try:
+            self.params: int | None = model_parameters(run)
+        except LotteryError as error:  # e.g. a hub model offline: the plan still says what runs
+            self.params = None
+            self.notes.append(f"FLOPs not estimated: {error}")
+        try:
             self.tokenizer = run.tokenizer
         except (OSError, ValueError, LotteryError) as error:
             self.tokenizer = None
-            self.notes.append(f"tokenizer not loadable ({error}): {self.max_length} tokens per example, an upper bound")
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self.notes.append(f"tokenizer not loadable ({reason}): {self.max_length} tokens per example, an upper bound")
         self.lengths: dict[str, float] = {}
         self.device, self.precision = current_device(run)
         entries = read_rates(throughput_file).get(self.device, [])
-        self.rate = nearest_rate(entries, self.params, self.precision)
+        self.rate = None if self.params is None else nearest_rate(entries, self.params, self.precision)
 
     def split(self, split: str) -> Examples:
         if split not in self.examples:
@@ -138,8 +144,12 @@ class Projection:
         n = len(self.split(split)) if examples is None else examples
         return n * self.mean_length(split)
 
-    def compute(self, train_tokens: float = 0.0, eval_tokens: float = 0.0, params: int | None = None) -> Compute:
+    def compute(self, train_tokens: float = 0.0, eval_tokens: float = 0.0, params: int | None = None) -> Compute | None:
+        """FLOPs and projected time of training on `train_tokens` and evaluating `eval_tokens` with a
+        model of `params` non-embedding parameters (default the run's); None where they are unknown."""
         params = self.params if params is None else params
+        if params is None:
+            return None
         train, evaluation = stage_flops("train", params, train_tokens), stage_flops("eval", params, eval_tokens)
         seconds = None
         if self.rate is not None:
@@ -147,6 +157,8 @@ class Projection:
         return Compute(train + evaluation, seconds)
 
     def header(self) -> list[str]:
+        if self.params is None:
+            return [f"  {note}" for note in self.notes]
         lengths = ", ".join(f"{split} {length:.1f}" for split, length in self.lengths.items())
         lines = [(f"  compute: {self.params:,} non-embedding parameters; mean tokens per example {lengths} "
                   f"(a sample of <= {TOKEN_SAMPLE}, at most {self.max_length}); FLOPs = 6 x parameters x tokens "
@@ -173,13 +185,17 @@ class SweepTotal:
     flops: float = 0.0
     seconds: float = 0.0
     unprojected: int = 0  # jobs without a measured rate
+    unestimated: int = 0  # jobs whose model config was not readable
 
     def reset(self) -> None:
-        self.jobs, self.flops, self.seconds, self.unprojected = 0, 0.0, 0.0, 0
+        self.jobs, self.flops, self.seconds, self.unprojected, self.unestimated = 0, 0.0, 0.0, 0, 0
 
-    def add(self, flops: float, seconds: float | None) -> None:
+    def add(self, flops: float | None, seconds: float | None) -> None:
         self.jobs += 1
-        self.flops += flops
+        if flops is None:
+            self.unestimated += 1
+        else:
+            self.flops += flops
         if seconds is None:
             self.unprojected += 1
         else:
@@ -193,10 +209,11 @@ def sweep_total_line() -> str | None:
     """The total of a sweep's plans (None for fewer than two planned jobs)."""
     if SWEEP.jobs < 2:
         return None
+    flops = format_flops(SWEEP.flops) + (f" ({SWEEP.unestimated} jobs not estimated)" if SWEEP.unestimated else "")
     time = (f"about {format_seconds(SWEEP.seconds)} one job after another" if not SWEEP.unprojected
-            else "time not projected (no throughput measured on this device: run make bench)")
-    return (f"sweep plan: {SWEEP.jobs} jobs, {format_flops(SWEEP.flops)} in the stages that run (reused ones count "
-            f"0), {time}; searches' iterations not included")
+            else f"time not projected for {SWEEP.unprojected} jobs (their plans say why)")
+    return (f"sweep plan: {SWEEP.jobs} jobs, {flops} in the stages that run (reused ones count 0), {time}; "
+            "searches' iterations not included")
 
 
 def plan_lines(run: Run, throughput_file: Path = THROUGHPUT_FILE) -> list[str]:
@@ -225,14 +242,14 @@ def plan_run(run: Run, throughput_file: Path = THROUGHPUT_FILE) -> tuple[list[st
     selecting = (f"{dev} dev examples per evaluation" if settings.search.split == "dev"
                  else f"a seeded slice of the training examples ({settings.search.split}) per evaluation")
     selection_tokens = projection.tokens(selection_split, selection)
-    totals = Compute(0.0, None if projection.rate is None else 0.0)
+    totals = Compute(None if projection.params is None else 0.0, None if projection.rate is None else 0.0)
 
     def line(name: str, folder: Path, work: str, compute: Compute | None = None, per_iteration: bool = False) -> str:
         stages = run.mode.stages
         redone = settings.force and (folder != run.finetune_dir or stages == "fine-tune")  # its own stages
         state = "reuse" if is_finished(folder) and not redone else "run  "
         text = f"  {state} {name:<18} {folder}" + ("" if state == "reuse" else f"  ({work})")
-        if compute is not None and state != "reuse":
+        if compute is not None and state != "reuse" and totals.flops is not None:
             text += f"\n          {'per iteration: ' if per_iteration else ''}{compute.text()}"
             if not per_iteration:
                 totals.flops += compute.flops
@@ -269,6 +286,9 @@ def plan_run(run: Run, throughput_file: Path = THROUGHPUT_FILE) -> tuple[list[st
         results = run.experiment_dir / "results.json"
         lines.append(f"  results {results}" + (" (exists)" if results.is_file() else ""))
     lines[1:1] = projection.header()
+    if totals.flops is None:
+        lines.append("  total of the stages that run: not estimated")
+        return "\n".join(lines).splitlines(), totals
     if totals.seconds is not None:
         total_time = f", about {format_seconds(totals.seconds)} on {projection.device}"
     else:
@@ -283,7 +303,7 @@ def ticket_parameters(run: Run, projection: Projection, kind: str) -> int:
     """Non-embedding parameters of a structured ticket retrained physically smaller, where its
     mask is already drawn; otherwise (weight tickets train at full size, masks not drawn yet) the
     full model's, an upper bound."""
-    if run.mode.pruning != "structured":
+    if run.mode.pruning != "structured" or projection.params is None:
         return projection.params
     path = run.experiment_dir / "tickets" / f"{kind}.json"
     if not path.is_file():

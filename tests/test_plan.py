@@ -97,3 +97,15 @@ def test_a_drawn_structured_ticket_is_retrained_at_its_kept_size(tmp_path, tiny_
     assert set(compute) == {"good", "random", "bad"}
     ratio = float(compute["good"].split()[0]) / float(compute["random"].split()[0])  # random: not drawn, full size
     assert ratio == pytest.approx(kept / full, rel=0.05)  # FLOPs are printed to 2 significant digits
+
+
+def test_a_model_whose_config_is_not_readable_still_gets_its_plan(tmp_path, tiny_glue):
+    # e.g. a hub model offline: the stages and examples are still planned, the FLOPs said to be unknown
+    empty = tmp_path / "model"
+    empty.mkdir()
+    run = make_run(compose_config(tiny_overrides(tmp_path / "out", tiny_glue, "model=custom", f"model.name_or_path={empty}",
+                                                 "model.id=empty", "task=stsb", "plan=true")))
+    lines, total = plan_run(run, tmp_path / "absent.json")
+    assert lines[1].startswith(f"  FLOPs not estimated: model {empty}: its config is not readable")
+    assert "(48 training examples x 1 epochs, then 24 dev examples)" in lines[-2]
+    assert lines[-1] == "  total of the stages that run: not estimated" and total.flops is None
