@@ -111,7 +111,7 @@ def plain_finetune(run, start: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
     data.setup()
     train, dev = data.splits["train"], data.splits[run.task.eval_splits[0]]
     pad_id = run.tokenizer.pad_token_id or 0
-    sampler = EpochBatchSampler(train.lengths, int(recipe.batch_size), run.seed, batching=run.settings.data.batching)
+    sampler = EpochBatchSampler(train.lengths, int(recipe.batch_size), run.seed, batching=str(run.settings.data.batching))
     pinned = device.type == "cuda"
     collate = _Pad(train, pad_id, run.task.is_regression)
 
@@ -201,7 +201,7 @@ def _fine_tunes(model: str, epochs: int, train_examples: int, eval_examples: int
     workloads.update({name: side(name, project_finetune, run) for name, run in runs.items()})
     data = datamodule(runs["project"])
     data.setup()  # tokenised once here (cached for the process), not in the first timed fine-tune
-    steps = epochs * -(-len(data.splits["train"]) // runs["project"].settings.recipe.batch_size)
+    steps = epochs * -(-len(data.splits["train"]) // int(runs["project"].settings.recipe.batch_size))
     log(f"{model}: the project's fine-tune vs a plain loop, {epochs} epochs x {train_examples} STS-B examples "
         f"({steps} steps), dev {eval_examples}; variants: {', '.join(variants) or 'none'}")
     started = time.perf_counter()
