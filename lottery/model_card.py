@@ -142,6 +142,7 @@ def model_card(results: Results, kind: str, base_model: str | None, license: str
     """README.md of the retrained `kind` ticket of `results` (`base_model`: the pre-trained model's
     hub id or folder, None for a random initialisation; `license`, `language`: the base model's)."""
     ticket = results.tickets[kind]
+    deployed = ticket.as_retrained()  # under protocol.random_pairing=separate, not the mask scored pruned
     metric = results.table_metric
     recipe: dict[str, Any] = results.settings.get("recipe", {})
     dataset = dataset_of(results)
@@ -152,7 +153,8 @@ def model_card(results: Results, kind: str, base_model: str | None, license: str
               "|---|" + "---|" * len(results.metrics),
               "| full model (fine-tuned) | " + " | ".join(_score(results.full, m) for m in results.metrics) + " |"]
     for evaluation in EVALUATIONS:
-        label = {"pruned": "this mask on the fine-tuned model",
+        label = {"pruned": ("another draw of this random mask on the fine-tuned model (the authors' seed 42)"
+                            if ticket.retrained_mask else "this mask on the fine-tuned model"),
                  "retrained": "this model (the mask on the pre-trained model, fine-tuned)"}[evaluation]
         scores.append(f"| {label} | " + " | ".join(_score(getattr(ticket, evaluation), m) for m in results.metrics)
                       + " |")
@@ -164,9 +166,9 @@ def model_card(results: Results, kind: str, base_model: str | None, license: str
          f"`{results.protocol.get('name')}`: {results.protocol.get('keys')}) and re-fine-tuned from the pre-trained "
          "weights, as in Prasanna et al. (2020)."), "",
         "## Size", "",
-        (f"{ticket.size_pct_all:.1f}% of the full model's parameters are kept non-embedding parameters (the paper's "
-         f"size); {ticket.size_pct:.1f}% of the encoder's parameters are kept."), "",
-        *_structure(ticket), "",
+        (f"{deployed.size_pct_all:.1f}% of the full model's parameters are kept non-embedding parameters (the paper's "
+         f"size); {deployed.size_pct:.1f}% of the encoder's parameters are kept."), "",
+        *_structure(deployed), "",
         "## Dev scores", "", f"The table metric of {results.task} is {metric}; the search drove on {results.metric}.",
         "", *scores, "", *labels,
         "## Training", "",

@@ -10,7 +10,7 @@ Version history: 1 (implicit, no `format` key) had no settings, protocol, group 
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ PROTOCOL_KEYS = {
     "batching": "data.batching",
     "empty_layer_bias": "empty_layer_bias",
     "random_accumulation": "random_accumulation",
+    "random_pairing": "random_pairing",
+    "super_random": "super_random",
 }
 
 
@@ -74,6 +76,16 @@ class Ticket:
     per_layer_sparsity: list[float | None] | None = None
     # what it costs to run (issue 12): parameters, FLOPs, latency of the pruned model vs the full one
     cost: dict[str, Any] | None = None
+    # the mask it was retrained with, where not the one it was pruned with (protocol.random_pairing=separate):
+    # its mask_file, mask_sha256 and the size and structure fields above
+    retrained_mask: dict[str, Any] | None = None
+
+    def as_retrained(self) -> Ticket:
+        """The ticket its retrained model is: itself, or with the size and structure of `retrained_mask`."""
+        if not self.retrained_mask:
+            return self
+        known = {item.name for item in fields(self)}
+        return replace(self, retrained_mask=None, **{k: v for k, v in self.retrained_mask.items() if k in known})
 
 
 @dataclass(frozen=True)

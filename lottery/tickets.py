@@ -21,6 +21,14 @@ from lottery.search import TARGETS
 
 KINDS = ("good", "random", "bad")  # the tickets an experiment draws from its good mask
 SAMPLINGS = ("exact", "bernoulli")
+# Whether the random ticket's pruned and retrained rows use one mask ("same") or two draws ("separate":
+# the authors' franken_bert.py draws the pruned one with numpy seeded 42 for every model, their
+# run_glue.py the retrained one with the model's seed).
+RANDOM_PAIRINGS = ("same", "separate")
+# Super-random masks: one draw per task for every seed ("once"), or a draw per seed from the task's
+# super-good and super-bad masks ("per_seed": the authors' src/compute_super_masks.py:120-147).
+SUPER_RANDOMS = ("once", "per_seed")
+PRUNED_RANDOM_SEED = 42  # franken_bert.py's --seed default (line 351), set before each model's draw (372, 918)
 RANDOM_SEED_OFFSET = 0
 BAD_SEED_OFFSET = 1
 
@@ -163,6 +171,24 @@ def _resize(chosen: Tensor, size: int, fill_from: list[Tensor], generator: torch
     return out
 
 
+def _middling(good: Tensor, bad: Tensor, seed: int) -> Tensor:
+    """The elements in neither good nor bad (flat bool), made good's size from seed + RANDOM_SEED_OFFSET."""
+    return _resize(~good & ~bad, int(good.sum()), [torch.ones_like(good)], _generator(seed + RANDOM_SEED_OFFSET))
+
+
+def super_random(super_good: Tensor, super_bad: Tensor, *, seed: int) -> Tensor:
+    """A super-random mask drawn again from a task's super-good and (resized) super-bad masks of one
+    kind, as `super_tickets` draws it with this seed: the elements in neither, resized to good's size.
+    The authors' src/compute_super_masks.py:141-142 draws it so for each seed of a task (from the
+    same bad mask: resized at the first seed, line 132, it already has good's size at the next ones)."""
+    if super_good.shape != super_bad.shape:
+        raise ValueError(f"super-good {list(super_good.shape)} and super-bad {list(super_bad.shape)} differ in shape")
+    _check_binary(super_good, "super_good")
+    _check_binary(super_bad, "super_bad")
+    flat = _middling(super_good.reshape(-1).cpu() == 1, super_bad.reshape(-1).cpu() == 1, seed)
+    return _from_flat_indices(torch.nonzero(flat).reshape(-1), super_good)
+
+
 def super_tickets(masks: list[Tensor], *, seed: int) -> SuperTickets:
     """Super-good / super-bad / super-random masks from several seeds' good masks of one kind,
     drawn as the authors' src/compute_super_masks.py does:
@@ -191,7 +217,7 @@ def super_tickets(masks: list[Tensor], *, seed: int) -> SuperTickets:
     everything = torch.ones_like(always)
     bad = _resize(never, size, [neither, everything], _generator(seed + BAD_SEED_OFFSET))
     middling = ~always & ~bad
-    random = _resize(middling, size, [everything], _generator(seed + RANDOM_SEED_OFFSET))
+    random = _middling(always, bad, seed)
     notes = []
     if int(never.sum()) < size:
         source = "elements in neither set" if int(neither.sum()) >= size - int(never.sum()) else "any element"

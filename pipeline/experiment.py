@@ -3,6 +3,7 @@
     <experiment folder>/settings.json       what determines the results (`Run.identity`)
     search/    the mode's search files, good<suffix> (the good mask), summary.json
     tickets/<kind><suffix>                  each ticket's mask (drawn once; an edited one is used)
+    tickets/<kind>_retrained<suffix>        the mask a ticket is retrained with, where it is not the pruned one
     pruned/<kind>/, retrained/<kind>/, cost/<kind>/   its scores (`pipeline.tickets.score_tickets`)
     results.json
 
@@ -54,9 +55,11 @@ def searched(run: Run, search: Search) -> SearchSummary:
 
 
 def ticket_experiment(run: Run, ticket_type: TicketType, draw: Draw, search: Search | None = None,
-                      unsearched: Callable[[dict], SearchSummary] | None = None) -> dict:
+                      unsearched: Callable[[dict], SearchSummary] | None = None,
+                      draw_retrained: Draw | None = None) -> dict:
     """Fine-tune, search (or, for tickets not searched for, `unsearched(full dev metrics)`), draw,
-    score and write the results of one experiment; returns its results dict."""
+    score and write the results of one experiment; returns its results dict. `draw_retrained`: the
+    kinds retrained with a mask of their own, not the one they are pruned with (protocol.random_pairing)."""
     full = finetune(run)
     record_settings(run.experiment_dir, run.recorded_settings)
     if search is not None:  # a finished search whose good mask is missing or truncated is redone
@@ -65,7 +68,11 @@ def ticket_experiment(run: Run, ticket_type: TicketType, draw: Draw, search: Sea
     summary = searched(run, search) if search is not None else unsearched(full)
     reference = load_finetuned(run)  # after the search, which loads its own copy
     good = ticket_type.load(good_mask_path(run, ticket_type), reference) if search is not None else None
-    tickets = draw_tickets(run, ticket_type, run.experiment_dir / "tickets", draw(run, good, reference), reference)
+    folder = run.experiment_dir / "tickets"
+    tickets = draw_tickets(run, ticket_type, folder, draw(run, good, reference), reference)
+    retrained_masks = (draw_tickets(run, ticket_type, folder, draw_retrained(run, good, reference), reference,
+                                    retrained=True) if draw_retrained is not None else {})
     results = new_results(run, full, *model_shape(reference), search=summary)
-    results.tickets = score_tickets(run, run.experiment_dir, ticket_type, tickets, reference)
+    results.tickets = score_tickets(run, run.experiment_dir, ticket_type, tickets, reference,
+                                    retrained_masks=retrained_masks)
     return finish(run, results)

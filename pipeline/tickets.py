@@ -136,16 +136,23 @@ class WeightTickets:
 TicketType = type[StructuredTickets] | type[WeightTickets]
 
 
+RETRAINED_MASK = "_retrained"  # tickets/<kind>_retrained<suffix>: a kind's own mask for retraining
+
+
 def draw_tickets(run: Run, ticket_type: TicketType, folder: Path, draw: dict[str, Callable[[], Any]],
-                 reference: nn.Module) -> dict[str, Any]:
+                 reference: nn.Module, retrained: bool = False) -> dict[str, Any]:
     """Each configured ticket kind's mask: read from `folder` if saved there, else drawn and saved.
+    `retrained`: the masks some kinds are retrained with instead (`<kind>_retrained`), for the
+    configured kinds that `draw` has.
 
     A saved mask that cannot be read is drawn again (with a warning); `force=true` redraws all."""
     tickets = {}
     for kind in run.settings.tickets.kinds:
         if kind not in draw:
+            if retrained:
+                continue
             raise ConfigError(f"tickets.kinds names {kind!r}; this mode draws {sorted(draw)}")
-        path = folder / f"{kind}{ticket_type.suffix}"
+        path = folder / f"{kind}{RETRAINED_MASK if retrained else ''}{ticket_type.suffix}"
         if path.is_file() and not run.settings.force:
             try:
                 tickets[kind] = ticket_type.load(path, reference)
@@ -158,12 +165,15 @@ def draw_tickets(run: Run, ticket_type: TicketType, folder: Path, draw: dict[str
 
 
 def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dict[str, Any], reference: nn.Module,
-                  mask_folder: str = "tickets") -> dict[str, Ticket]:
+                  mask_folder: str = "tickets", retrained_masks: dict[str, Any] | None = None) -> dict[str, Ticket]:
     """Each ticket's size and its scores pruned and retrained; every stage resumable, and redone
-    when its mask changed."""
+    when its mask changed. `retrained_masks`: the kinds retrained with a mask of their own (recorded
+    as the ticket's `retrained_mask`); the others are retrained with the mask they are pruned with."""
     force, settings = run.settings.force, run.settings.tickets
+    retrained_masks = retrained_masks or {}
+    for_retraining = {kind: retrained_masks.get(kind, masks) for kind, masks in tickets.items()}
     full_cost = FullModelCost(run, reference)
-    concurrent = settings.retrain and retrain_concurrently(run, exp_dir, ticket_type, tickets)
+    concurrent = settings.retrain and retrain_concurrently(run, exp_dir, ticket_type, for_retraining)
     scored = {}
     for kind, masks in tickets.items():
         sha = masks.content_sha256()
@@ -172,18 +182,25 @@ def score_tickets(run: Run, exp_dir: Path, ticket_type: TicketType, tickets: dic
         def pruned_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
             return evaluate(run, ticket_type.pruned_module(run, masks), run_dir, f"pruned-{kind}")
 
-        def retrained_work(run_dir: Path, masks: Any = masks, kind: str = kind) -> dict:
+        def retrained_work(run_dir: Path, masks: Any = for_retraining[kind], kind: str = kind) -> dict:
             return ticket_type.retrain(run, run_dir, masks, kind)
 
         def cost_work(run_dir: Path, masks: Any = masks) -> dict:
             return measure_cost(run, full_cost, ticket_type.runnable(run, masks))
 
         pruned = stage(exp_dir / "pruned" / kind, pruned_work, force=force, inputs=inputs)
-        retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force and not concurrent, inputs=inputs)
+        retrained = (stage(exp_dir / "retrained" / kind, retrained_work, force=force and not concurrent,
+                           inputs={"mask_sha256": for_retraining[kind].content_sha256()})
                      if settings.retrain else None)
         cost = stage(exp_dir / "cost" / kind, cost_work, force=force, inputs=inputs) if settings.cost else None
+        own = None
+        if kind in retrained_masks:
+            own = {"mask_file": f"{mask_folder}/{kind}{RETRAINED_MASK}{ticket_type.suffix}",
+                   "mask_sha256": retrained_masks[kind].content_sha256(),
+                   **ticket_type.describe(retrained_masks[kind], reference)}
         scored[kind] = Ticket(mask_file=f"{mask_folder}/{kind}{ticket_type.suffix}", mask_sha256=sha, pruned=pruned,
-                              retrained=retrained, cost=cost, **ticket_type.describe(masks, reference))
+                              retrained=retrained, cost=cost, retrained_mask=own,
+                              **ticket_type.describe(masks, reference))
     return scored
 
 

@@ -24,17 +24,26 @@ def test_every_protocol_key_has_a_flip_and_the_sweep_runs_the_structured_ones():
     paper, clean = presets()["paper"], presets()["clean"]
     differing = {key for key in paper if paper[key] != clean[key]}  # a key both presets share has nothing to flip
     assert set(FLIPS) == {"none", *differing}  # a new protocol key needs its file in conf/protocol_flip
-    assert sorted(_swept_flips()) == ["accumulate", "empty_layer_bias", "none", "phase_change", "sampling"]
+    assert sorted(_swept_flips()) == ["accumulate", "empty_layer_bias", "none", "phase_change",
+                                     "random_pairing", "sampling"]
 
 
-def test_each_flip_changes_its_key_alone_to_the_clean_value(tiny_glue):
+def test_each_flip_changes_its_key_alone_to_the_clean_value(tiny_glue, tmp_path):
+    import torch
+
+    from lottery.masks import StructuredMasks
+
     paper, clean = presets()["paper"], presets()["clean"]
+    for kind in ("good", "random", "bad"):  # super masks for the tiny model (experiment=super reads them)
+        StructuredMasks(torch.ones(2, 4), torch.ones(2)).save_json(tmp_path / f"super_{kind}.json")
+    experiments = {"magnitude_exit": "magnitude", "random_accumulation": "magnitude", "super_random": "super"}
     for flip in FLIPS:
-        experiment = "magnitude" if flip in ("magnitude_exit", "random_accumulation") else "structured"
+        experiment = experiments.get(flip, "structured")
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"experiment={experiment}", "model=tiny",
                                                            f"data.glue_dir={tiny_glue}", "protocol=paper",
-                                                           f"+protocol_flip={flip}"])
+                                                           f"+protocol_flip={flip}",
+                                                           *([f"super.dir={tmp_path}"] if experiment == "super" else [])])
         record = protocol_record(make_run(cfg).settings)
         mode_keys = {key: paper[key] for key in record["keys"]}
         if flip == "none":

@@ -4,6 +4,8 @@ against a hand computation on the tiny model: a test here fails if its key's val
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -119,3 +121,89 @@ def test_random_accumulation_retrains_the_magnitude_random_ticket_in_accumulated
     # 16 examples, recipe batch 8: the paper's random ticket in 4 batches of 4, accumulated by 2 (2 steps)
     assert seen == [("retrained-good", [8, 8], 1), ("retrained-random", [4, 4, 4, 4], 2),
                     ("retrained-good", [8, 8], 1), ("retrained-random", [8, 8], 1)]
+
+
+def test_random_pairing_scores_the_seed_42_draw_pruned_and_the_model_seed_draw_retrained(tmp_path, tiny_glue,
+                                                                                         tiny_model, monkeypatch):
+    # src/franken_bert.py:860-865/894-898 (pruned row): np.random.rand with numpy seeded 42 (--seed's
+    # default, set at 372 and again after each model at 918), for every model seed alike;
+    # src/run_glue.py:758-763/797-801 (retrained row): the same Bernoulli rule, numpy seeded with the
+    # model's --seed (711). Here the same rule from our sampler: torch.rand of a generator seeded so.
+    import pipeline.tickets
+    from lottery.masks import StructuredMasks
+    from lottery.schema import Ticket
+    from pipeline.modes.structured import draw, draw_retrained
+    from pipeline.tickets import StructuredTickets, draw_tickets, score_tickets
+
+    good = StructuredMasks(torch.tensor([[1.0, 0, 1, 1], [0, 1, 0, 0]]), torch.tensor([1.0, 0]))
+
+    def bernoulli(seed: int) -> tuple[list, list]:  # heads first, then MLPs, from one generator
+        generator = torch.Generator().manual_seed(seed)
+        head = (torch.rand(8, generator=generator) < 4 / 8).float().view(2, 4)
+        return head.int().tolist(), (torch.rand(2, generator=generator) < 1 / 2).int().tolist()
+
+    assert bernoulli(42) != bernoulli(3)  # the two draws differ at this size
+    used = []
+    monkeypatch.setattr(StructuredTickets, "pruned_module", staticmethod(lambda run, masks: masks))
+    monkeypatch.setattr(pipeline.tickets, "evaluate",
+                        lambda run, masks, run_dir, job: used.append((job, masks.head.int().tolist(),
+                                                                      masks.mlp.int().tolist())) or {"accuracy": 0.5})
+    monkeypatch.setattr(StructuredTickets, "retrain", staticmethod(
+        lambda run, run_dir, masks, kind: used.append((f"retrained-{kind}", masks.head.int().tolist(),
+                                                       masks.mlp.int().tolist())) or {"accuracy": 0.5}))
+    for preset, pruned_seed in (("paper", 42), ("clean", 3)):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=structured",
+                                                     "task=rte", f"protocol={preset}", "seed=3",
+                                                     "tickets.sampling=bernoulli", "tickets.kinds=[random]",
+                                                     "tickets.cost=false")))
+        folder = tmp_path / preset / "tickets"
+        tickets = draw_tickets(run, StructuredTickets, folder, draw(run, good, tiny_model), tiny_model)
+        own = draw_tickets(run, StructuredTickets, folder, draw_retrained(run, good, tiny_model), tiny_model,
+                           retrained=True)
+        used.clear()
+        scored = score_tickets(run, tmp_path / preset, StructuredTickets, tickets, tiny_model, retrained_masks=own)
+        assert used == [("pruned-random", *bernoulli(pruned_seed)), ("retrained-random", *bernoulli(3))], preset
+        ticket = Ticket(**json.loads(json.dumps(asdict(scored["random"]))))  # as results.json holds it
+        assert (ticket.head_mask, ticket.mlp_mask) == bernoulli(pruned_seed)
+        retrained = ticket.as_retrained()
+        assert (retrained.head_mask, retrained.mlp_mask) == bernoulli(3)
+        if preset == "paper":
+            assert ticket.retrained_mask["mask_file"] == "tickets/random_retrained.json"
+            saved = StructuredMasks.load_json(folder / "random_retrained.json")
+            assert (saved.head.int().tolist(), saved.mlp.int().tolist()) == bernoulli(3)
+            assert retrained.heads_kept == sum(map(sum, bernoulli(3)[0])) and retrained.mask_file.endswith("_retrained.json")
+        else:
+            assert ticket.retrained_mask is None and not (folder / "random_retrained.json").exists()
+
+
+def test_super_random_is_drawn_again_for_each_seed_from_super_good_and_bad(tmp_path, tiny_glue, tiny_model):
+    # src/compute_super_masks.py:120-147: for each seed of a task, the middling (random) mask is drawn
+    # again (random.sample, line 141-142) from the elements in neither super-good nor super-bad, resized
+    # to super-good's size; clean: super_random.json, one draw per task. Here the resizing by hand:
+    # drop random members of the pool, or add random elements not in it (generator seeded seed + 0).
+    from lottery.masks import StructuredMasks
+    from pipeline.modes.super import draw
+
+    good = StructuredMasks(torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]]), torch.tensor([1.0, 0]))
+    bad = StructuredMasks(torch.tensor([[0.0, 0, 0, 0], [0, 0, 1, 1]]), torch.tensor([0.0, 1]))
+    once = StructuredMasks(torch.tensor([[0.0, 0, 0, 1], [1, 0, 0, 0]]), torch.tensor([1.0, 0]))
+    for kind, masks in (("good", good), ("bad", bad), ("random", once)):
+        masks.save_json(tmp_path / f"super_{kind}.json")
+
+    def by_hand(seed: int) -> tuple[list, list]:
+        head = torch.zeros(8)
+        head[torch.tensor([2, 3, 4, 5])] = 1  # in neither: 4 for 2 -> drop 2 of them
+        head[torch.tensor([2, 3, 4, 5])[torch.randperm(4, generator=torch.Generator().manual_seed(seed))[:2]]] = 0
+        mlp = torch.zeros(2)  # in neither: none for 1 -> add 1 of the 2 MLPs
+        mlp[torch.randperm(2, generator=torch.Generator().manual_seed(seed))[:1]] = 1
+        return head.view(2, 4).int().tolist(), mlp.int().tolist()
+
+    drawn = {}
+    for preset, seed in (("paper", 3), ("paper", 4), ("clean", 3)):
+        run = make_run(compose_config(tiny_overrides(tmp_path / preset, tiny_glue, "experiment=super", "task=rte",
+                                                     f"protocol={preset}", f"seed={seed}", f"super.dir={tmp_path}")))
+        random = draw(run, None, tiny_model)["random"]()
+        drawn[preset, seed] = random.head.int().tolist(), random.mlp.int().tolist()
+    assert drawn["paper", 3] == by_hand(3) and drawn["paper", 4] == by_hand(4)
+    assert by_hand(3) != by_hand(4)  # the seeds draw different masks at this size
+    assert drawn["clean", 3] == (once.head.int().tolist(), once.mlp.int().tolist())

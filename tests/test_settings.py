@@ -164,7 +164,8 @@ def test_protocol_keys_and_tags_come_from_the_fields(tmp_path, tiny_glue):
     assert declared == {"accumulate": "importance.accumulate", "phase_change": "search.phase_change",
                         "sampling": "tickets.sampling", "magnitude_exit": "magnitude.exit_mask",
                         "batching": "data.batching", "empty_layer_bias": "tickets.empty_layer_bias",
-                        "random_accumulation": "magnitude.random_accumulation"}
+                        "random_accumulation": "magnitude.random_accumulation",
+                        "random_pairing": "tickets.random_pairing", "super_random": "tickets.super_random"}
     assert set(declared) == set(PROTOCOL_KEYS)  # the report pairs protocols by the same keys
     for key in declared:  # each preset sets each key
         assert all(key in OmegaConf.load(path) for path in (CONF / "protocol").glob("*.yaml"))

@@ -50,7 +50,13 @@ def test_results_and_files(finished):
         assert results["tickets"][kind]["pruned"] and results["tickets"][kind]["retrained"]
     assert results["protocol"]["name"] == "paper" and results["protocol"]["keys"] == {
         "accumulate": "running", "phase_change": "failed", "sampling": "bernoulli", "batching": "uniform",
-        "empty_layer_bias": "drop"}
+        "empty_layer_bias": "drop", "random_pairing": "separate"}
+    # protocol.random_pairing=separate: the random ticket is retrained with its own mask, recorded beside it
+    own = results["tickets"]["random"]["retrained_mask"]
+    assert own["mask_file"] == "tickets/random_retrained.json" and (exp / own["mask_file"]).is_file()
+    assert json.loads((exp / "retrained" / "random" / "metrics.json").read_text())["inputs"] == {
+        "mask_sha256": own["mask_sha256"]}
+    assert all("retrained_mask" not in results["tickets"][kind] for kind in ("good", "bad"))
     assert json.loads((exp / "settings.json").read_text()) == results["settings"]
 
 

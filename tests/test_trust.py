@@ -63,7 +63,9 @@ def test_results_record_their_protocol_and_settings(finished):
     exp = experiment_dir(root, "rte", "structured-paper")
     assert json.loads((exp / "settings.json").read_text()) == results["settings"]
     assert results["settings"]["structured"]["search"]["threshold"] == 0.9
-    assert results["protocol"]["keys"] == {"accumulate": "running", "phase_change": "failed", "sampling": "bernoulli"}
+    assert results["protocol"]["keys"] == {"accumulate": "running", "phase_change": "failed", "sampling": "bernoulli",
+                                           "batching": "uniform", "empty_layer_bias": "drop",
+                                           "random_pairing": "separate"}
 
 
 # ----- stuck, broken, edited and corrupt -----

@@ -23,7 +23,7 @@ from lottery.importance import get_criterion
 from lottery.masks import StructuredMasks
 from lottery.schema import SearchSummary
 from lottery.search import PHASE_CHANGES, TARGETS, SearchConfig
-from lottery.tickets import SAMPLINGS, bad_ticket, random_ticket
+from lottery.tickets import PRUNED_RANDOM_SEED, RANDOM_PAIRINGS, SAMPLINGS, bad_ticket, random_ticket
 from pipeline.checkpoints import resume_from
 from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
@@ -74,11 +74,17 @@ class StructuredSettings(Concern):
 class StructuredTicketSettings(HeadTicketSettings):
     sampling: str = setting("bernoulli", "random tickets: bernoulli (the paper: each element kept with good's "
                             "survival rate) | exact (exactly good's size)", identity=ALWAYS, protocol="sampling")
+    random_pairing: str = setting("separate", "the random ticket's pruned and retrained rows: separate (the authors: "
+                                  "pruned drawn with seed 42 for every model, franken_bert.py; retrained with the "
+                                  "model's seed, run_glue.py) | same (one mask, the model's seed)",
+                                  protocol="random_pairing", unchanged="same")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"tickets.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.random_pairing not in RANDOM_PAIRINGS:
+            raise ConfigError(f"tickets.random_pairing must be one of {RANDOM_PAIRINGS}, got {self.random_pairing!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,18 +131,35 @@ def search(run: Run, run_dir: Path, callbacks: list | None = None) -> SearchSumm
 
 
 def draw(run: Run, good: StructuredMasks, reference) -> dict:
-    """Random: good's size (exactly, or in expectation: tickets.sampling); bad: from what good pruned."""
-    target, seed, sampling = run.settings.structured.target, run.seed, run.settings.tickets.sampling
+    """Random: good's size (exactly, or in expectation: tickets.sampling), drawn with the model's seed,
+    or with PRUNED_RANDOM_SEED under tickets.random_pairing=separate (then `draw_retrained` draws the
+    mask it is retrained with); bad: from what good pruned."""
+    seed = run.seed
+    random_seed = PRUNED_RANDOM_SEED if run.settings.tickets.random_pairing == "separate" else seed
     return {
         "good": lambda: good,
-        "random": lambda: StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed, sampling=sampling,
-                                                         target=target)),
-        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, target=target)),
+        "random": lambda: _random(run, good, random_seed),
+        "bad": lambda: StructuredMasks(*bad_ticket(good.head, good.mlp, seed=seed, target=run.settings.structured.target)),
     }
 
 
+def draw_retrained(run: Run, good: StructuredMasks, reference) -> dict:
+    """The masks retrained in place of the pruned ones: under tickets.random_pairing=separate the random
+    ticket's, drawn with the model's seed (the authors' src/run_glue.py:758-763/797-801, numpy seeded with
+    --seed at 711), while its pruned row scores the seed-42 draw (src/franken_bert.py:860-865/894-898,
+    numpy seeded 42 at 372 and again after each model at 918)."""
+    if run.settings.tickets.random_pairing == "same":
+        return {}
+    return {"random": lambda: _random(run, good, run.seed)}
+
+
+def _random(run: Run, good: StructuredMasks, seed: int) -> StructuredMasks:
+    return StructuredMasks(*random_ticket(good.head, good.mlp, seed=seed, sampling=run.settings.tickets.sampling,
+                                          target=run.settings.structured.target))
+
+
 def run_structured(run: Run) -> dict:
-    return ticket_experiment(run, StructuredTickets, draw, search=search)
+    return ticket_experiment(run, StructuredTickets, draw, search=search, draw_retrained=draw_retrained)
 
 
 register(Mode(

@@ -14,7 +14,7 @@ from lottery.errors import ConfigError
 from lottery.masks import StructuredMasks
 from lottery.models import model_shape
 from lottery.schema import SearchSummary
-from lottery.tickets import KINDS
+from lottery.tickets import KINDS, SUPER_RANDOMS, super_random
 from pipeline.experiment import ticket_experiment
 from pipeline.modes import Mode, register
 from pipeline.run import Run
@@ -52,6 +52,15 @@ class SuperSearchSettings(SearchSettings):
 class SuperTicketSettings(HeadTicketSettings):
     kinds: tuple[str, ...] = setting(KINDS, "the super tickets to score (recorded as their masks' content)",
                                      identity=ALWAYS)
+    super_random: str = setting("per_seed", "the super-random mask: per_seed (the authors' src/compute_super_masks.py:"
+                                "120-147: drawn again for each seed, from the task's super-good and super-bad masks) | "
+                                "once (super_random.json, one draw per task for every seed)",
+                                protocol="super_random", unchanged="once")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.super_random not in SUPER_RANDOMS:
+            raise ConfigError(f"tickets.super_random must be one of {SUPER_RANDOMS}, got {self.super_random!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +83,17 @@ class SuperRunSettings(TicketRunSettings):
                 "at such a folder.")
 
     def mask_files(self) -> dict[str, Path]:
+        """The mask files the tickets come from: super_<kind>.json, except that a random ticket drawn per
+        seed (tickets.super_random=per_seed) comes from super_good.json and super_bad.json."""
         folder = Path(str(self.super_tickets.dir))
-        return {kind: folder / f"super_{kind}.json" for kind in self.tickets.kinds}
+        kinds = list(self.tickets.kinds)
+        if self.redraws_random:
+            kinds = [kind for kind in kinds if kind != "random"] + [k for k in ("good", "bad") if k not in kinds]
+        return {kind: folder / f"super_{kind}.json" for kind in kinds}
+
+    @property
+    def redraws_random(self) -> bool:
+        return self.tickets.super_random == "per_seed" and "random" in self.tickets.kinds
 
     def notes(self) -> dict[str, Any]:
         return {"super_dir": self.super_tickets.dir}
@@ -86,10 +104,22 @@ class SuperRunSettings(TicketRunSettings):
 
 
 def draw(run: Run, good: None, reference) -> dict:
-    """Each super ticket is its mask file."""
+    """Each super ticket is its mask file; under tickets.super_random=per_seed the random one is drawn
+    with the run's seed from the super-good and super-bad masks (heads and MLPs each, as the report)."""
     shape = model_shape(reference)
-    return {kind: (lambda path=path: StructuredMasks.load_json(path, expected_shape=shape))
-            for kind, path in run.settings.mask_files().items()}
+    files = run.settings.mask_files()
+
+    def load(kind: str) -> StructuredMasks:
+        return StructuredMasks.load_json(files[kind], expected_shape=shape)
+
+    drawn = {kind: (lambda kind=kind: load(kind)) for kind in files}
+    if run.settings.redraws_random:
+        def random() -> StructuredMasks:
+            good, bad = load("good"), load("bad")
+            return StructuredMasks(super_random(good.head, bad.head, seed=run.seed),
+                                   super_random(good.mlp, bad.mlp, seed=run.seed))
+        drawn["random"] = random
+    return drawn
 
 
 def run_super(run: Run) -> dict:
