@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from bench import fit_overhead, fits, measurements
+from bench import throughput as bench_throughput
 from bench.decoder import decoder_steps
 from bench.padding import mrpc_padding
 from bench.report import markdown_table, write
@@ -43,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fine-tune-models", default=None,
                         help="comma-separated models of measurement 12: minilm, tiny or BERT-layout folders "
                              "(default tiny,minilm; --quick: tiny)")
+    parser.add_argument("--only-throughput", action="store_true",
+                        help="only measurement 13: the project's training and eval rates, saved in throughput.json "
+                             "for plan=true (models as --fine-tune-models)")
     parser.add_argument("--fine-tune-examples", default=None,
                         help="TRAIN,DEV examples of STS-B per fine-tune of measurement 12 (default: tiny 2880,512, "
                              "others 256,128; --quick 320,128)")
@@ -93,8 +97,11 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
     start = time.perf_counter()
     load_before = _load()
 
+    if args.only_throughput:
+        return _finish(args, throughput(args, repeats), repeats, warmup, start, load_before)
     if args.only_fine_tunes:  # the files are rewritten after each model, so a timeout keeps the finished ones
         rows = fine_tune_rows(args, repeats, lambda done: _finish(args, list(done), repeats, warmup, start, load_before))
+        rows += throughput(args, repeats)
         return _finish(args, rows, repeats, warmup, start, load_before)
     model = load_model(args.quick, args.model)
     batch = make_batch(args.batch_size, args.seq_len)
@@ -113,8 +120,21 @@ def _run(args: argparse.Namespace, repeats: int, warmup: int) -> int:
             rows += fits.parallel_jobs(args.threads, args.quick, 10 if args.quick else 4, args.batch_size, args.seq_len,
                                        1 if args.quick else 3)
         rows += fine_tune_rows(args, repeats)
+        rows += throughput(args, repeats)
     rows += measurements.make_run_wall_time(args.out)
     return _finish(args, rows, repeats, warmup, start, load_before)
+
+
+def throughput(args: argparse.Namespace, repeats: int) -> list[dict]:
+    """Measurement 13 (bench.throughput) for the fine-tune models; saved in --out/throughput.json."""
+    from pipeline.config import default_glue_dir
+
+    glue = os.environ.get("GLUE_DIR") or default_glue_dir()
+    models = (args.fine_tune_models or ("tiny" if args.quick else "tiny,minilm")).split(",")
+    if not glue or not (Path(glue) / "STS-B").is_dir():
+        return [measurements.row("throughput", "13. throughput", None, f"not measured (no STS-B under {glue})",
+                                 "information", None)]
+    return bench_throughput.throughput_rows(models, args.out, args.quick, args.precision, 1 if args.quick else repeats)
 
 
 FINE_TUNE_TARGETS = {"tiny": 1.25}  # every other model: 1.10 (issue 17)
@@ -142,11 +162,12 @@ def fine_tune_rows(args: argparse.Namespace, repeats: int, after_each=None) -> l
         if args.fine_tune_examples:
             train, dev = (int(v) for v in args.fine_tune_examples.split(","))
         else:
-            train, dev = (320, 128) if args.quick else (2880, 512) if name == "tiny" else (256, 128)
+            train, dev = (96, 32) if args.quick else (2880, 512) if name == "tiny" else (256, 128)
         variants = {"all_off": fit_overhead.ALL_OFF}
         if not args.quick:
             variants.update(GPU_LEVERS if on_gpu and name != "tiny" else fit_overhead.EACH_OFF if name == "tiny" else {})
-        details, times, _ = fit_overhead.fine_tunes(name, 3, train, dev, repeats, variants)
+        epochs = 1 if args.quick else 3  # --quick checks the plumbing, in seconds
+        details, times, _ = fit_overhead.fine_tunes(name, epochs, train, dev, repeats, variants)
         target = None if args.quick else FINE_TUNE_TARGETS.get(name, 1.10)
         rows.append(fit_overhead.fit_vs_plain_row(
             f"fine_tune_vs_plain_{name if name in ('tiny', 'minilm') else index}",

@@ -73,7 +73,7 @@ def project_finetune(run, start: torch.nn.Module) -> tuple[torch.nn.Module, dict
     """`pipeline.training.fit` without saving the model: resumable fit, then dev metrics."""
     from pipeline import training
 
-    folder = Path(tempfile.mkdtemp(prefix="fit-", dir=run.cfg.paths.root))
+    folder = Path(tempfile.mkdtemp(prefix="fit-", dir=run.settings.paths.root))
     try:
         module = training.recipe_module(run, copy.deepcopy(start))
         training.resumable_fit(run, folder, module, "finetune")
@@ -107,12 +107,12 @@ def plain_finetune(run, start: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
     from lottery.samplers import EpochBatchSampler
     from pipeline import training
 
-    recipe, device = run.cfg.recipe, torch.device(RUNTIME.device)
+    recipe, device = run.settings.recipe, torch.device(RUNTIME.device)
     data = training.datamodule(run)
     data.setup()
     train, dev = data.splits["train"], data.splits[run.task.eval_splits[0]]
     pad_id = run.tokenizer.pad_token_id or 0
-    sampler = EpochBatchSampler(train.lengths, int(recipe.batch_size), run.seed, batching=str(run.cfg.data.batching))
+    sampler = EpochBatchSampler(train.lengths, int(recipe.batch_size), run.seed, batching=str(run.settings.data.batching))
     pinned = device.type == "cuda"
     collate = _Pad(train, pad_id, run.task.is_regression)
 
@@ -202,7 +202,7 @@ def _fine_tunes(model: str, epochs: int, train_examples: int, eval_examples: int
     workloads.update({name: side(name, project_finetune, run) for name, run in runs.items()})
     data = datamodule(runs["project"])
     data.setup()  # tokenised once here (cached for the process), not in the first timed fine-tune
-    steps = epochs * -(-len(data.splits["train"]) // int(runs["project"].cfg.recipe.batch_size))
+    steps = epochs * -(-len(data.splits["train"]) // int(runs["project"].settings.recipe.batch_size))
     log(f"{model}: the project's fine-tune vs a plain loop, {epochs} epochs x {train_examples} STS-B examples "
         f"({steps} steps), dev {eval_examples}; variants: {', '.join(variants) or 'none'}")
     started = time.perf_counter()

@@ -18,9 +18,11 @@ def train(cfg: DictConfig) -> dict:
     quiet_libraries()
     run = make_run(cfg)
     if run.settings.plan:
-        from pipeline.plan import plan_lines
+        from pipeline.plan import SWEEP, plan_run
 
-        print("\n".join(plan_lines(run)), flush=True)
+        lines, total = plan_run(run)
+        SWEEP.add(total.flops, total.seconds)
+        print("\n".join(lines), flush=True)
         return {}
     share_cpus()
     return run.mode.run(run)

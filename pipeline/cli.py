@@ -27,7 +27,13 @@ def main() -> None:
     with every default); otherwise the run Hydra composes."""
     if len(sys.argv) == 1:
         sys.argv.append("--help")
+    from pipeline.plan import SWEEP, sweep_total_line
+
+    SWEEP.reset()
     run_from_config()
+    total = sweep_total_line()  # a sweep's plans (plan=true -m), added up
+    if total:
+        print(total, flush=True)
 
 
 @hydra.main(version_base="1.3", config_path=pipeline.config.CONFIG_PATH, config_name="config")

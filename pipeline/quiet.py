@@ -1,8 +1,8 @@
 """Library chatter that a person reading a run's log does not need, silenced where it is said.
 
 Only these, each by its own message: Lightning's product tips and its device and bookkeeping
-lines at INFO (`LIGHTNING_CHATTER`), a deprecation inside Lightning that no user can act on
-(`LIBRARY_DEPRECATIONS`), and transformers' per-call progress bars ("Loading weights", "Writing
+lines at INFO (`LIGHTNING_CHATTER`), a deprecation inside Lightning that no user can act on and
+its hint to use `srun` wherever SLURM is installed (`LIBRARY_DEPRECATIONS`), and transformers' per-call progress bars ("Loading weights", "Writing
 model shards"). Warnings stay warnings: anything else Lightning, transformers or torch warns about
 still shows. The rest of the noise is stopped at its own source: a search's by-design warnings
 (`lightning_modules.importance_module.search_warnings_expected`), the load report of a classifier
@@ -29,6 +29,9 @@ LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.
 # (message regex, category) of deprecations inside libraries, not in anything a user calls.
 LIBRARY_DEPRECATIONS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", Warning),  # Lightning's _pytree on torch >= 2.10
+    # On any machine with SLURM's tools, every Trainer suggests `srun`; the project submits to SLURM
+    # through its launchers (hydra/launcher=slurm), which run each job under SLURM themselves.
+    (r"The `srun` command is available on your system but is not used", Warning),
 )
 
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.throughput import device_label
+from lottery.throughput import read_rates
 
 EXPECTED_IDS = {
     "masked_overhead",
@@ -24,6 +26,7 @@ EXPECTED_IDS = {
     "decoder_masked_overhead",
     "decoder_pruned_vs_masked",
     "fine_tune_vs_plain_tiny",
+    "throughput_tiny",
 }
 
 
@@ -43,6 +46,11 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys):
     assert rows["mrpc_padding"]["display"].startswith("not measured")
     fine_tune = rows["fine_tune_vs_plain_tiny"]["details"]
     assert fine_tune["identical_weights"] and fine_tune["same_dev_metrics"]  # the plain loop does the same work
+    # measurement 13's rates, saved for plan=true under this device's name (what pipeline.plan looks up)
+    saved = read_rates(tmp_path / "throughput.json")[device_label()]
+    assert [(e["model"], e["precision"], e["threads"]) for e in saved] == [("tiny BERT", "32", 1)]
+    assert saved[0]["train_flops_per_s"] == pytest.approx(
+        6 * saved[0]["params"] * saved[0]["train_tokens"] / saved[0]["train_s"])
 
     markdown = (tmp_path / "bench.md").read_text()
     assert "| measurement | value | target | pass/fail |" in markdown

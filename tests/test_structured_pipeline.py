@@ -123,6 +123,13 @@ def test_a_plan_says_what_is_reused_and_what_runs_and_writes_nothing(finished, t
     # the tiny STS-B files: 48 training examples, 24 dev (tests/conftest.py), one epoch
     assert "(48 training examples x 1 epochs, then 24 dev examples)" in runs[0], runs[0]
     assert "(24 dev examples per evaluation)" in runs[1], runs[1]
+    # the sweep's total: the two jobs' stages (all run), projected or not (pipeline.plan.sweep_total_line)
+    totals = [line for line in out.splitlines() if line.startswith("  total of the stages that run: ")]
+    assert len(totals) == 2 and totals[0] == totals[1], totals
+    sweep = out.splitlines()[-1]
+    assert sweep.startswith("sweep plan: 2 jobs, "), out
+    job, both = (float(text.split(" FLOPs")[0].split(", ")[-1].split(": ")[-1]) for text in (totals[0], sweep))
+    assert both == pytest.approx(2 * job, rel=0.05)  # each printed to 2 significant digits
 
 
 def test_killed_search_resumes_where_it_stopped(finished, tiny_glue, tmp_path, monkeypatch, caplog):
