@@ -82,7 +82,7 @@ def current_device(run: Run) -> tuple[str, str]:
     execution = run.settings.execution
     on_gpu = str(execution.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
     device = torch.device("cuda", 0) if on_gpu else torch.device("cpu")
-    return device_name(device), "bf16" if "bf16" in str(execution.precision) else "32"
+    return device_name(device), "bf16" if "bf16" in execution.lightning_precision else "32"
 
 
 @dataclass
