@@ -116,10 +116,12 @@ def test_a_packed_slurm_job_signalled_before_its_time_limit_is_requeued_and_resu
         pytest.skip(f"no SLURM with an idle node in partition {PARTITION!r} (start one with: bash .ci/slurm/start.sh)")
     name = f"lottery-test-{uuid.uuid4().hex[:8]}"
     root = tmp_path / "out"
+    # 48 examples in batches of 16: 3 steps an epoch. A checkpoint every 2 steps (one every 3 would
+    # always fall on an epoch's last batch, where none is taken: pipeline/checkpoints.py StepCheckpoint).
     args = [sys.executable, "-m", "lottery", "-m", "hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", f"hydra.launcher.name={name}",
             "hydra.launcher.jobs_per_device=2", "hydra.launcher.cpu_jobs=2", "experiment=finetune", "task=rte",
-            "seed=1,2", "model=tiny", "recipe.max_epochs=12", "recipe.batch_size=16", "recipe.checkpoint_every_n_steps=3",
+            "seed=1,2", "model=tiny", "recipe.max_epochs=12", "recipe.batch_size=16", "recipe.checkpoint_every_n_steps=2",
             "trainer.enable_progress_bar=false", f"data.glue_dir={tiny_glue}", f"paths.root={root}"]
     sweep = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
