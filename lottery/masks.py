@@ -180,9 +180,15 @@ class StructuredMasks:
         old = self._flags_key
         if not (old and old[0] is key[0] and old[1] == key[1] and old[2] is key[2] and old[3] == key[3]):
             self._head_all_ones = (self.head.detach() == 1).all(dim=1).tolist()
+            self._head_all_zeros = (self.head.detach() == 0).all(dim=1).tolist()
             self._mlp_all_ones = (self.mlp.detach() == 1).tolist()
             self._flags_key = key
         return self._head_all_ones, self._mlp_all_ones
+
+    def empty_layers(self) -> list[bool]:
+        """Per layer: are all head gates 0 (cached with `all_ones_flags`: no device sync per call)."""
+        self.all_ones_flags()
+        return self._head_all_zeros
 
     # ----- serialisation -----
     def to_dict(self) -> dict[str, Any]:
@@ -299,13 +305,13 @@ class _EmptyLayerBias:
         self.layer = layer
 
     def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
-        gate = self.masks.head[self.layer].detach()
         kept = getattr(module, KEPT_UNITS_BUFFER, None)
-        if kept is not None:
-            gate = gate.index_select(0, kept.to(gate.device))
-        if bool((gate != 0).any()):
-            return None
-        return torch.zeros_like(output)
+        if kept is None:
+            empty = self.masks.empty_layers()[self.layer]
+        else:  # masks on a partly pruned model: only the units still held count
+            gate = self.masks.head[self.layer].detach()
+            empty = not bool((gate.index_select(0, kept.to(gate.device)) != 0).any())
+        return torch.zeros_like(output) if empty else None
 
 
 class _MlpGate:
